@@ -2,4 +2,54 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from wirelearn.models._anomaly import AnomalyDetector
+from wirelearn.models._base import Cost, MajorityBaseline, OnlineClassifier
+from wirelearn.models._bayes import NaiveBayes
+from wirelearn.models._forest import SlidingForest
+from wirelearn.models._linear import (
+    KernelSVM,
+    LinearSGD,
+    OnlineLogistic,
+    OnlinePerceptron,
+    PassiveAggressive,
+)
+from wirelearn.models._persist import (
+    ModelManifest,
+    load_model,
+    load_models,
+    read_manifest,
+    save_model,
+    save_models,
+)
+from wirelearn.models._registry import (
+    BASELINE_NAME,
+    MODEL_NAMES,
+    make_model,
+    model_class,
+    parse_model_list,
+)
+
+__all__: list[str] = [
+    "BASELINE_NAME",
+    "MODEL_NAMES",
+    "AnomalyDetector",
+    "Cost",
+    "KernelSVM",
+    "LinearSGD",
+    "MajorityBaseline",
+    "ModelManifest",
+    "NaiveBayes",
+    "OnlineClassifier",
+    "OnlineLogistic",
+    "OnlinePerceptron",
+    "PassiveAggressive",
+    "SlidingForest",
+    "load_model",
+    "load_models",
+    "make_model",
+    "model_class",
+    "parse_model_list",
+    "read_manifest",
+    "save_model",
+    "save_models",
+]

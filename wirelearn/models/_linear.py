@@ -1,0 +1,464 @@
+"""Linear online learners (SGD family) and an online kernel SVM, wrapped around ``partial_fit``.
+
+scikit-learn fixes the class list on the first ``partial_fit``, yet a label
+never seen before can arrive at any time. The wrappers therefore train
+scikit-learn on integer codes ``0..capacity-1`` where ``capacity`` is larger
+than the number of labels known: the spare one-vs-rest rows learn "never this
+class", exactly what a known-but-unseen class learns, and a new label takes
+the next spare row. When the spares run out the rows are copied into a larger
+table (see ``_SGDFamily._grow``). Keeping ``capacity >= 3`` also keeps
+scikit-learn in its multiclass mode, so one class, two classes and many
+classes go through the same code.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.kernel_approximation import Nystroem, RBFSampler
+from sklearn.linear_model import Perceptron, SGDClassifier
+
+from wirelearn.errors import ConfigError, ModelError
+from wirelearn.models._base import (
+    OnlineClassifier,
+    check_choice,
+    check_float,
+    check_int,
+)
+
+__all__ = [
+    "KernelSVM",
+    "LinearSGD",
+    "OnlineLogistic",
+    "OnlinePerceptron",
+    "PassiveAggressive",
+]
+
+SGD_LOSSES = ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron")
+PENALTIES = ("l2", "l1", "elasticnet", None)
+LEARNING_RATES = ("optimal", "constant", "invscaling", "adaptive")
+#: Losses whose scores scikit-learn turns into probabilities.
+_PROBA_LOSSES = ("log_loss", "modified_huber")
+
+
+def _capacity(n_labels: int) -> int:
+    """Rows to allocate for ``n_labels``: at least one spare, at least three in all."""
+    return max(3, n_labels + 1 + n_labels // 4)
+
+
+def _check_rate(learning_rate: str, alpha: float, eta0: float) -> None:
+    check_choice("learning_rate", learning_rate, LEARNING_RATES)
+    check_float("eta0", eta0, low=0.0, low_open=True)
+    # scikit-learn's "optimal" schedule divides by alpha.
+    if learning_rate == "optimal":
+        check_float("alpha (with learning_rate='optimal')", alpha, low=0.0, low_open=True)
+
+
+class _SGDFamily(OnlineClassifier):
+    """One-vs-rest linear models trained with scikit-learn's ``partial_fit``."""
+
+    #: The loss the estimator trains with (subclasses with a fixed loss set it).
+    _fixed_loss: ClassVar[str | None] = None
+
+    def __init__(self, *, classes: Sequence[str] | None = None, seed: int = 0) -> None:
+        super().__init__(classes=classes, seed=seed)
+        self._est: Any = None
+        self._capacity = 0
+
+    @abc.abstractmethod
+    def _new_estimator(self) -> Any:
+        """A fresh, unfitted scikit-learn SGD-family classifier."""
+
+    @property
+    def _loss_name(self) -> str:
+        return self._fixed_loss or str(getattr(self, "loss", "hinge"))
+
+    @property
+    def has_proba(self) -> bool:
+        return self._loss_name in _PROBA_LOSSES
+
+    def learn_many(self, X: ArrayLike, y: ArrayLike) -> None:
+        """Learn from one mini-batch with a single ``partial_fit`` call.
+
+        Args:
+            X: ``float[n, d]`` features (not modified).
+            y: ``object[n]`` string labels (not modified).
+        """
+        batch = self._begin_learn(X, y)
+        if batch is not None:
+            self._fit_codes(*batch)
+
+    def _fit_codes(self, X: NDArray[np.float64], codes: NDArray[np.intp]) -> None:
+        n_labels = len(self._labels)
+        if self._est is None:
+            self._capacity = _capacity(n_labels)
+            self._est = self._new_estimator()
+            self._est.partial_fit(X, codes, classes=np.arange(self._capacity))
+        else:
+            if n_labels > self._capacity - 1:
+                self._grow(_capacity(n_labels))
+            self._est.partial_fit(X, codes)
+        self.cost.units = 1
+        self._count_fit(len(X))
+
+    def _grow(self, capacity: int) -> None:
+        """Enlarge the one-vs-rest table to ``capacity`` rows.
+
+        The last row belongs to a label never seen (the invariant keeps one
+        spare), so copying it gives each new row the state of a class that was
+        known from the start but never appeared. Other rows are untouched, so
+        existing decisions do not change. ``coef_``, ``intercept_`` and
+        ``classes_`` are the only per-class state of scikit-learn's SGD
+        classifiers (class weights are recomputed on every call).
+        """
+        est = self._est
+        extra = capacity - self._capacity
+        est.coef_ = np.ascontiguousarray(
+            np.vstack([est.coef_, np.repeat(est.coef_[-1:], extra, 0)])
+        )
+        est.intercept_ = np.concatenate([est.intercept_, np.repeat(est.intercept_[-1:], extra)])
+        est.classes_ = np.arange(capacity)
+        self._capacity = capacity
+
+    def _ready(self) -> bool:
+        return self._est is not None
+
+    def _scores(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Decision values for the known labels only (spare rows dropped)."""
+        scores: NDArray[np.float64] = self._est.decision_function(X)
+        return scores[:, : len(self._labels)]
+
+    def predict_many(self, X: ArrayLike) -> NDArray[np.object_]:
+        """Predicted labels, ``object[n]``: the label with the largest decision value."""
+        X64 = self._check_x(X)
+        if not self._ready() or len(X64) == 0:
+            return self._fallback_labels(len(X64))
+        return self._decode(np.argmax(self._scores(X64), axis=1))
+
+    def predict_proba_many(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Class probabilities for ``log_loss`` and ``modified_huber``, as scikit-learn computes them.
+
+        One-vs-rest scores are mapped to ``[0, 1]`` (logistic, or the clipped
+        modified-Huber line) and each row is normalised; a row of zeros becomes
+        uniform.
+
+        Raises:
+            NotImplementedError: for losses without probabilities (hinge, ...).
+        """
+        if not self.has_proba:
+            raise NotImplementedError(
+                f"{type(self).__name__} with loss={self._loss_name!r} has no probabilities; "
+                f"use one of {', '.join(_PROBA_LOSSES)}"
+            )
+        X64 = self._check_x(X)
+        if not self._ready() or len(X64) == 0:
+            return self._fallback_proba(len(X64))
+        scores = self._scores(X64)
+        if self._loss_name == "log_loss":
+            # tanh form of the logistic function: no overflow warning for large margins.
+            proba = 0.5 * (1.0 + np.tanh(0.5 * scores))
+        else:
+            proba = (np.clip(scores, -1.0, 1.0) + 1.0) / 2.0
+        total = proba.sum(axis=1, keepdims=True)
+        k = proba.shape[1]
+        uniform = np.full_like(proba, 1.0 / k)
+        out: NDArray[np.float64] = np.divide(
+            proba, total, out=uniform, where=total > 0, casting="unsafe"
+        )
+        return out
+
+    def _coef_width(self) -> int | None:
+        """Number of inputs the linear model sees."""
+        return self._n_features
+
+    def _check_state(self) -> None:
+        super()._check_state()
+        if self._est is None:
+            return
+        coef = getattr(self._est, "coef_", None)
+        if (
+            not isinstance(coef, np.ndarray)
+            or coef.shape != (self._capacity, self._coef_width())
+            or len(self._labels) > self._capacity - 1
+        ):
+            raise ModelError(f"saved {type(self).__name__} has inconsistent coefficients")
+
+
+class LinearSGD(_SGDFamily):
+    """Linear classifier trained by SGD (scikit-learn ``SGDClassifier``), registered as ``sgd``.
+
+    Hinge loss gives a linear SVM; ``log_loss`` and ``modified_huber`` also give
+    probabilities.
+
+    Args:
+        loss: one of ``SGD_LOSSES``.
+        penalty: ``"l2"``, ``"l1"``, ``"elasticnet"`` or ``None``.
+        alpha: regularisation strength.
+        learning_rate: ``"optimal"``, ``"constant"``, ``"invscaling"`` or ``"adaptive"``.
+        eta0: initial learning rate (unused by ``"optimal"``).
+        classes: labels known up front.
+        seed: random seed (shuffling inside each batch).
+    """
+
+    def __init__(
+        self,
+        *,
+        loss: str = "hinge",
+        penalty: str | None = "l2",
+        alpha: float = 1e-4,
+        learning_rate: str = "optimal",
+        eta0: float = 0.01,
+        classes: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(classes=classes, seed=seed)
+        self.loss = check_choice("loss", loss, SGD_LOSSES)
+        self.penalty = check_choice("penalty", penalty, PENALTIES)
+        self.alpha = check_float("alpha", alpha, low=0.0)
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        _check_rate(learning_rate, alpha, eta0)
+
+    def _new_estimator(self) -> Any:
+        return SGDClassifier(
+            loss=self.loss,
+            penalty=self.penalty,
+            alpha=self.alpha,
+            learning_rate=self.learning_rate,
+            eta0=self.eta0,
+            random_state=self.seed,
+        )
+
+    @classmethod
+    def _unit_test_params(cls) -> list[dict[str, Any]]:
+        return [{}, {"loss": "log_loss"}, {"loss": "modified_huber", "classes": ("a", "b")}]
+
+
+class OnlineLogistic(_SGDFamily):
+    """Logistic regression trained online (SGD with ``log_loss``), registered as ``logistic``.
+
+    Args:
+        penalty: ``"l2"``, ``"l1"``, ``"elasticnet"`` or ``None``.
+        alpha: regularisation strength.
+        learning_rate: ``"optimal"``, ``"constant"``, ``"invscaling"`` or ``"adaptive"``.
+        eta0: initial learning rate (unused by ``"optimal"``).
+        classes: labels known up front.
+        seed: random seed.
+    """
+
+    _fixed_loss = "log_loss"
+
+    def __init__(
+        self,
+        *,
+        penalty: str | None = "l2",
+        alpha: float = 1e-4,
+        learning_rate: str = "optimal",
+        eta0: float = 0.01,
+        classes: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(classes=classes, seed=seed)
+        self.penalty = check_choice("penalty", penalty, PENALTIES)
+        self.alpha = check_float("alpha", alpha, low=0.0)
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        _check_rate(learning_rate, alpha, eta0)
+
+    def _new_estimator(self) -> Any:
+        return SGDClassifier(
+            loss="log_loss",
+            penalty=self.penalty,
+            alpha=self.alpha,
+            learning_rate=self.learning_rate,
+            eta0=self.eta0,
+            random_state=self.seed,
+        )
+
+
+class PassiveAggressive(_SGDFamily):
+    """Passive-aggressive classifier, registered as ``pa``.
+
+    scikit-learn 1.8 deprecated ``PassiveAggressiveClassifier``; the same
+    algorithm is ``SGDClassifier(loss="hinge", penalty=None,
+    learning_rate="pa1"|"pa2", eta0=C)``.
+
+    Args:
+        C: aggressiveness (PA-I: the largest step; PA-II: the regulariser).
+        variant: ``"pa1"`` or ``"pa2"``.
+        classes: labels known up front.
+        seed: random seed.
+    """
+
+    def __init__(
+        self,
+        *,
+        C: float = 1.0,
+        variant: str = "pa1",
+        classes: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(classes=classes, seed=seed)
+        self.C = check_float("C", C, low=0.0, low_open=True)
+        self.variant = check_choice("variant", variant, ("pa1", "pa2"))
+
+    def _new_estimator(self) -> Any:
+        return SGDClassifier(
+            loss="hinge",
+            penalty=None,
+            learning_rate=self.variant,
+            eta0=self.C,
+            random_state=self.seed,
+        )
+
+    @classmethod
+    def _unit_test_params(cls) -> list[dict[str, Any]]:
+        return [{}, {"variant": "pa2", "C": 0.5}]
+
+
+class OnlinePerceptron(_SGDFamily):
+    """The perceptron (scikit-learn ``Perceptron``), registered as ``perceptron``.
+
+    Args:
+        penalty: ``"l2"``, ``"l1"``, ``"elasticnet"`` or ``None``.
+        alpha: regularisation strength (used only with a penalty).
+        eta0: learning rate.
+        classes: labels known up front.
+        seed: random seed.
+    """
+
+    _fixed_loss = "perceptron"
+
+    def __init__(
+        self,
+        *,
+        penalty: str | None = None,
+        alpha: float = 1e-4,
+        eta0: float = 1.0,
+        classes: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(classes=classes, seed=seed)
+        self.penalty = check_choice("penalty", penalty, PENALTIES)
+        self.alpha = check_float("alpha", alpha, low=0.0)
+        self.eta0 = check_float("eta0", eta0, low=0.0, low_open=True)
+
+    def _new_estimator(self) -> Any:
+        return Perceptron(
+            penalty=self.penalty, alpha=self.alpha, eta0=self.eta0, random_state=self.seed
+        )
+
+
+class KernelSVM(_SGDFamily):
+    """An RBF-kernel SVM made online, registered as ``svm``.
+
+    The first ``warmup_frames`` frames are buffered; on them an RBF kernel
+    approximation is fitted once (``Nystroem``, which samples landmark frames,
+    or ``RBFSampler``, random Fourier features), and from then on every batch
+    is mapped through it and learned by hinge-loss SGD. Until the warm-up is
+    over the model predicts the majority class seen so far.
+
+    Args:
+        n_components: dimension of the kernel approximation.
+        gamma: RBF width; ``None`` means ``1 / (d * var(X))`` on the warm-up frames.
+        approximation: ``"nystroem"`` or ``"rff"``.
+        warmup_frames: frames buffered before the approximation is fitted.
+        alpha: regularisation strength of the SGD.
+        classes: labels known up front.
+        seed: random seed (landmarks or Fourier features, and SGD shuffling).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 100,
+        gamma: float | None = None,
+        approximation: str = "nystroem",
+        warmup_frames: int = 2000,
+        alpha: float = 1e-4,
+        classes: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(classes=classes, seed=seed)
+        self.n_components = check_int("n_components", n_components, low=1)
+        self.gamma = None if gamma is None else check_float("gamma", gamma, low=0.0, low_open=True)
+        self.approximation = check_choice("approximation", approximation, ("nystroem", "rff"))
+        self.warmup_frames = check_int("warmup_frames", warmup_frames, low=1)
+        if approximation == "nystroem" and warmup_frames < n_components:
+            # Nystroem picks its landmarks among the warm-up frames.
+            raise ConfigError(
+                f"warmup_frames ({warmup_frames}) must be >= n_components ({n_components}) "
+                "with approximation='nystroem'"
+            )
+        self.alpha = check_float("alpha", alpha, low=0.0, low_open=True)
+        self._transformer: Any = None
+        self._buffer_X: list[NDArray[np.float64]] = []
+        self._buffer_codes: list[NDArray[np.intp]] = []
+
+    def _new_estimator(self) -> Any:
+        return SGDClassifier(loss="hinge", alpha=self.alpha, random_state=self.seed)
+
+    def learn_many(self, X: ArrayLike, y: ArrayLike) -> None:
+        """Buffer until the warm-up is complete, then learn in kernel space.
+
+        Args:
+            X: ``float[n, d]`` features (not modified).
+            y: ``object[n]`` string labels (not modified).
+        """
+        batch = self._begin_learn(X, y)
+        if batch is None:
+            return
+        X64, codes = batch
+        if self._transformer is not None:
+            self._fit_codes(self._transformer.transform(X64), codes)
+            return
+        self._buffer_X.append(X64.copy())
+        self._buffer_codes.append(codes)
+        if self._n_learned < self.warmup_frames:
+            return
+        warm_X = np.concatenate(self._buffer_X)
+        warm_codes = np.concatenate(self._buffer_codes)
+        self._buffer_X, self._buffer_codes = [], []
+        self._transformer = self._fit_transformer(warm_X)
+        self._fit_codes(self._transformer.transform(warm_X), warm_codes)
+
+    def _fit_transformer(self, X: NDArray[np.float64]) -> Any:
+        gamma = self.gamma
+        if gamma is None:
+            var = float(X.var())
+            gamma = 1.0 / (X.shape[1] * var) if var > 0 else 1.0 / X.shape[1]
+        if self.approximation == "nystroem":
+            transformer: Any = Nystroem(
+                kernel="rbf", gamma=gamma, n_components=self.n_components, random_state=self.seed
+            )
+        else:
+            transformer = RBFSampler(
+                gamma=gamma, n_components=self.n_components, random_state=self.seed
+            )
+        return transformer.fit(X)
+
+    def _scores(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        return super()._scores(self._transformer.transform(X))
+
+    def _coef_width(self) -> int | None:
+        return self.n_components
+
+    def _check_state(self) -> None:
+        super()._check_state()
+        if (self._est is None) != (self._transformer is None):
+            raise ModelError("saved KernelSVM has a classifier without its kernel map")
+        if self._transformer is not None:
+            n_in = getattr(self._transformer, "n_features_in_", None)
+            if n_in != self._n_features:
+                raise ModelError("saved KernelSVM kernel map does not match its feature count")
+
+    @classmethod
+    def _unit_test_params(cls) -> list[dict[str, Any]]:
+        return [
+            {"n_components": 30, "warmup_frames": 300},
+            {"n_components": 100, "warmup_frames": 300, "approximation": "rff", "gamma": 0.02},
+        ]
