@@ -6,6 +6,17 @@ from wirelearn.models._anomaly import AnomalyDetector
 from wirelearn.models._base import Cost, MajorityBaseline, OnlineClassifier
 from wirelearn.models._bayes import NaiveBayes
 from wirelearn.models._forest import SlidingForest
+from wirelearn.models._labels import (
+    SERVICE_CLASSES,
+    TARGETS,
+    AnomalyTarget,
+    FileLabels,
+    LabelProvider,
+    RuleLabels,
+    ServiceTarget,
+    make_label_provider,
+    parse_label_rule,
+)
 from wirelearn.models._linear import (
     KernelSVM,
     LinearSGD,
@@ -32,9 +43,14 @@ from wirelearn.models._registry import (
 __all__: list[str] = [
     "BASELINE_NAME",
     "MODEL_NAMES",
+    "SERVICE_CLASSES",
+    "TARGETS",
     "AnomalyDetector",
+    "AnomalyTarget",
     "Cost",
+    "FileLabels",
     "KernelSVM",
+    "LabelProvider",
     "LinearSGD",
     "MajorityBaseline",
     "ModelManifest",
@@ -43,11 +59,15 @@ __all__: list[str] = [
     "OnlineLogistic",
     "OnlinePerceptron",
     "PassiveAggressive",
+    "RuleLabels",
+    "ServiceTarget",
     "SlidingForest",
     "load_model",
     "load_models",
+    "make_label_provider",
     "make_model",
     "model_class",
+    "parse_label_rule",
     "parse_model_list",
     "read_manifest",
     "save_model",
