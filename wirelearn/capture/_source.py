@@ -73,9 +73,12 @@ class Source:
     Attributes:
         name: what to show as the source (a path, ``-``, ``tcp://host:port``, an interface).
         stats: live counters, see ``SourceStats``.
+        at_top_speed: frames come as fast as they can be read (files), rather than as
+            the traffic arrives (devices, peers); mini-batches then close on size alone.
     """
 
     name: str = "source"
+    at_top_speed: bool = False
 
     def __init__(self) -> None:
         self.stats = SourceStats()

@@ -1,0 +1,383 @@
+"""Wiring a source into the learning pipeline and into the views, for every source command.
+
+``run_learning`` is what ``replay``, ``live``, ``serial``, ``connect``,
+``listen`` and stdin share: filter, limit, ``-w``, pacing, mini-batches,
+decoding, labels, test-then-train, and then the dashboard or the progress line,
+``--json``, ``--metrics``, the final summary, ``--save-models`` and ``--plot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, TextIO
+
+from wirelearn.capture._batch import FrameBatch
+from wirelearn.capture._source import Source
+from wirelearn.capture._writer import Writer, open_writer
+from wirelearn.errors import WirelearnError
+from wirelearn.features._decode import decode
+from wirelearn.features._mac import vendor_names
+from wirelearn.features._pipeline import FeaturePipeline
+from wirelearn.features._text import ip_to_text, mac_to_text
+from wirelearn.models._evaluate import Evaluator, LabelledBatch, prequential
+from wirelearn.models._labels import make_label_provider
+from wirelearn.models._snapshot import Snapshot, SourceStatus
+from wirelearn.outputs import (
+    CsvFrameWriter,
+    JsonFrameWriter,
+    MetricsWriter,
+    ProgressLine,
+    print_summary,
+)
+from wirelearn.pipeline import limit, minibatches, pace, tee, where
+
+__all__ = [
+    "Interrupted",
+    "RunResult",
+    "StopSignals",
+    "build_evaluator",
+    "frame_stream",
+    "run_learning",
+]
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived: stop cleanly, like Ctrl-C (a BaseException so nothing swallows it)."""
+
+
+class StopSignals:
+    """Turns SIGTERM into ``Interrupted`` while active; a second SIGINT/SIGTERM aborts at once."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            # Second signal while shutting down: give up on the summary.
+            os._exit(130)
+        raise Interrupted(signal.Signals(signum).name)
+
+    def __enter__(self) -> StopSignals:
+        if threading_is_main():
+            self._old[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    def shutting_down(self) -> None:
+        """From now on, a second Ctrl-C or SIGTERM aborts without the summary."""
+        self.stopping = True
+        if threading_is_main():
+            signal.signal(signal.SIGINT, self._handler)
+            signal.signal(signal.SIGTERM, self._handler)
+
+    def __exit__(self, *exc: object) -> None:
+        if threading_is_main():
+            for sig, old in self._old.items():
+                signal.signal(sig, old)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def source_status(source: Source) -> Callable[[], SourceStatus]:
+    """A callable reading the source's live counters into a ``SourceStatus``."""
+
+    def status() -> SourceStatus:
+        s = source.stats
+        return SourceStatus(
+            name=source.name,
+            frames=s.frames,
+            bytes=s.bytes,
+            bytes_read=s.bytes_read,
+            bytes_total=s.bytes_total,
+            kernel_drops=s.kernel_drops,
+            queue_depth=s.queue_depth,
+            queue_dropped=s.queue_dropped,
+            discarded_bytes=s.discarded_bytes,
+            oversize_dropped=s.oversize_dropped,
+            truncated_records=s.truncated_records,
+        )
+
+    return status
+
+
+def frame_stream(
+    source: Source,
+    *,
+    bpf: str | None = None,
+    count: int | None = None,
+    duration: float | None = None,
+    writer: Writer | None = None,
+    speed: float | None = None,
+) -> Iterator[FrameBatch]:
+    """The source's batches after ``-f``, ``-c``/``--duration``, ``-w`` and ``--speed``."""
+    stream: Iterator[FrameBatch] = iter(source)
+    if bpf:
+        from wirelearn.capture._bpf import BpfFilter
+
+        filt = BpfFilter(bpf)
+        stream = where(stream, filt.mask)
+    if count is not None or duration is not None:
+        stream = limit(stream, count=count, duration=duration)
+    if writer is not None:
+        stream = tee(stream, writer)
+    if speed is not None:
+        stream = pace(stream, speed)
+    return stream
+
+
+@dataclass
+class LearningSetup:
+    """What ``build_evaluator`` made from the options."""
+
+    evaluator: Evaluator
+    labels: Any
+    pipeline: FeaturePipeline
+    models: dict[str, Any]
+    anomaly: Any
+    target: str
+
+
+def build_evaluator(args: argparse.Namespace, source: Source | None) -> LearningSetup:
+    """Make the label provider, feature pipeline, models and evaluator from CLI options."""
+    from wirelearn.models._anomaly import AnomalyDetector
+    from wirelearn.models._base import MajorityBaseline
+    from wirelearn.models._registry import make_model, parse_model_list
+
+    target = args.target
+    if target is None:
+        target = "labels" if args.labels else "rules" if args.label_rule else "service"
+    labels = make_label_provider(
+        target=args.target,
+        rules=args.label_rule or (),
+        default_label=args.default_label,
+        labels_path=args.labels,
+    )
+    features = None
+    if args.features:
+        features = [f.strip() for f in args.features.split(",") if f.strip()]
+    pipeline = FeaturePipeline(features=features, exclude=labels.defining_columns, seed=args.seed)
+    classes = labels.classes
+    models: dict[str, Any] = {}
+    anomaly: Any = None
+    baseline: Any = None
+    if args.load_models:
+        from wirelearn.models._persist import load_models
+
+        loaded = load_models(args.load_models, feature_names=list(pipeline.feature_names))
+        for name, model in loaded.items():
+            if name == "anomaly":
+                anomaly = model
+            elif name == "baseline":
+                baseline = model
+            else:
+                models[name] = model
+    elif target != "anomaly":
+        sgd_params = {"loss": args.sgd_loss} if args.sgd_loss else {}
+        for name in parse_model_list(args.models or ""):
+            params = sgd_params if name == "sgd" else {}
+            models[name] = make_model(name, classes=classes, seed=args.seed, **params)
+    if target != "anomaly" and baseline is None:
+        baseline = MajorityBaseline(classes=classes)
+    if anomaly is None and (target == "anomaly" or not args.no_anomaly):
+        anomaly = AnomalyDetector(grace_frames=args.grace, seed=args.seed)
+    pressure = None
+    if source is not None and hasattr(source, "depth") and hasattr(source, "max_batches"):
+
+        def pressure() -> float:
+            return float(source.depth()) / max(1, int(source.max_batches))  # type: ignore[attr-defined]
+
+    evaluator = Evaluator(
+        models,
+        pipeline,
+        baseline=baseline,
+        anomaly=anomaly,
+        target=target,
+        learn=not args.no_learn,
+        window=args.window,
+        normal_label=args.normal_label,
+        pressure=pressure,
+        source_status=source_status(source) if source is not None else None,
+        vendor_names=lambda m: vendor_names(m, short=True),
+        mac_text=mac_to_text,
+        ip_text=lambda v, a: ip_to_text(v, a),
+    )
+    return LearningSetup(evaluator, labels, pipeline, models, anomaly, target)
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    final: Snapshot
+    error: WirelearnError | None = None
+    interrupted: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.error is None else self.error.exit_code
+
+
+def _stderr(msg: str) -> None:
+    with contextlib.suppress(OSError):
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+
+def run_learning(
+    source: Source,
+    args: argparse.Namespace,
+    *,
+    stdout: TextIO | None = None,
+    on_open: Callable[[], None] | None = None,
+) -> int:
+    """Run the whole pipeline on ``source`` with the CLI options; return the exit code.
+
+    The final summary is printed however the run ends (end of input, ``-c``,
+    Ctrl-C, SIGTERM, an error in the input); output files are flushed and
+    closed, and models saved when asked.
+    """
+    out = stdout or sys.stdout
+    setup = build_evaluator(args, source)
+    ev = setup.evaluator
+    writer = open_writer(args.write) if getattr(args, "write", None) else None
+    frame_out: JsonFrameWriter | CsvFrameWriter | None = None
+    model_names = [st.name for st in ev.states]
+    if getattr(args, "json", False):
+        frame_out = JsonFrameWriter(out, model_names)
+    elif getattr(args, "csv", False):
+        frame_out = CsvFrameWriter(out, model_names)
+    metrics = MetricsWriter(args.metrics) if args.metrics else None
+
+    from wirelearn.ui import Dashboard, should_use_dashboard
+
+    use_ui = should_use_dashboard(
+        stdout_isatty=out.isatty(),
+        no_ui=args.no_ui,
+        json_to_stdout=frame_out is not None,
+        env=os.environ,
+    )
+    progress = None if use_ui else ProgressLine(sys.stderr, every=args.progress_every)
+    speed = None if getattr(args, "topspeed", False) else getattr(args, "speed", None)
+    stream = frame_stream(
+        source,
+        bpf=args.filter,
+        count=args.count,
+        duration=args.duration,
+        writer=writer,
+        speed=speed,
+    )
+    interval = args.batch_interval
+    if interval is None and (speed is not None or not source.at_top_speed):
+        # Live and paced sources close mini-batches on capture time too, so views keep moving.
+        interval = 1.0
+    mini = minibatches(stream, args.batch_size, interval)
+    labeler = setup.labels
+
+    def labelled() -> Iterator[LabelledBatch]:
+        for fbatch in mini:
+            fb = decode(fbatch)
+            yield LabelledBatch(frames=fbatch, features=fb, labels=labeler.labels(fb, fbatch))
+
+    result = RunResult(final=ev.snapshot(final=True))
+    dash = Dashboard(source=source.name) if use_ui else None
+    signals = StopSignals()
+    t0 = time.monotonic()
+    with signals, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if on_open is not None:
+                on_open()
+            with dash if dash is not None else contextlib.nullcontext():
+                for snap in prequential(labelled(), ev):
+                    if snap.batch is not None and frame_out is not None:
+                        frame_out.write(snap.batch.features, snap.batch)
+                    if metrics is not None and not snap.final:
+                        metrics.write(snap)
+                    if dash is not None:
+                        dash.update(snap)
+                    elif progress is not None:
+                        progress.update(snap)
+        except (KeyboardInterrupt, Interrupted):
+            result.interrupted = True
+        except WirelearnError as exc:
+            result.error = exc
+        finally:
+            signals.shutting_down()
+            with contextlib.suppress(Exception):
+                source.close()
+            result.final = ev.snapshot(final=True)
+            closing_errors: list[WirelearnError] = []
+            for closer in (
+                (lambda: writer.close()) if writer is not None else None,
+                (lambda: metrics.write(result.final)) if metrics is not None else None,
+                (lambda: metrics.close()) if metrics is not None else None,
+            ):
+                if closer is None:
+                    continue
+                try:
+                    closer()
+                except WirelearnError as exc:
+                    closing_errors.append(exc)
+            if result.error is None and closing_errors:
+                result.error = closing_errors[0]
+        for w in caught:
+            result.warnings.append(str(w.message))
+    for msg in source.stats.warnings:
+        result.warnings.append(msg)
+    elapsed = time.monotonic() - t0
+    # The summary goes to stdout unless stdout carries per-frame records.
+    summary_to = sys.stderr if frame_out is not None else out
+    print_summary(result.final, summary_to)
+    if progress is not None and not use_ui:
+        _stderr(ProgressLine.line(result.final, elapsed))
+    post_errors = _after_run(args, setup, result)
+    for msg in dict.fromkeys(result.warnings):
+        _stderr(f"wirelearn: warning: {msg}")
+    if result.interrupted:
+        _stderr("wirelearn: stopped")
+    error = result.error or (post_errors[0] if post_errors else None)
+    if error is not None:
+        _stderr(f"wirelearn: error: {error}")
+        return error.exit_code
+    return 0
+
+
+def _after_run(
+    args: argparse.Namespace, setup: LearningSetup, result: RunResult
+) -> list[WirelearnError]:
+    errors: list[WirelearnError] = []
+    if args.save_models:
+        try:
+            from wirelearn.models._persist import save_models
+
+            models: dict[str, Any] = dict(setup.models)
+            if setup.anomaly is not None:
+                models["anomaly"] = setup.anomaly
+            save_models(args.save_models, models, feature_names=list(setup.pipeline.feature_names))
+            _stderr(f"wirelearn: saved {len(models)} models to {args.save_models}")
+        except WirelearnError as exc:
+            errors.append(exc)
+    if args.plot:
+        try:
+            from wirelearn.plot import plot_history
+
+            plot_history(list(result.final.history), args.plot, normal_label=args.normal_label)
+            _stderr(f"wirelearn: wrote {args.plot}")
+        except WirelearnError as exc:
+            errors.append(exc)
+    return errors
