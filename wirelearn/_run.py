@@ -11,15 +11,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, TextIO
 
+from wirelearn._signals import Interrupted, StopSignals
 from wirelearn.capture._batch import FrameBatch
 from wirelearn.capture._source import Source
 from wirelearn.capture._writer import Writer, open_writer
@@ -28,7 +27,7 @@ from wirelearn.features._decode import decode
 from wirelearn.features._mac import vendor_names
 from wirelearn.features._pipeline import FeaturePipeline
 from wirelearn.features._text import ip_to_text, mac_to_text
-from wirelearn.models._evaluate import Evaluator, LabelledBatch, prequential
+from wirelearn.models._evaluate import Evaluator, LabelledBatch
 from wirelearn.models._labels import make_label_provider
 from wirelearn.models._snapshot import Snapshot, SourceStatus
 from wirelearn.outputs import (
@@ -38,7 +37,7 @@ from wirelearn.outputs import (
     ProgressLine,
     print_summary,
 )
-from wirelearn.pipeline import limit, minibatches, pace, tee, where
+from wirelearn.pipeline import MiniBatcher, limit, pace, tee, where
 
 __all__ = [
     "Interrupted",
@@ -48,48 +47,6 @@ __all__ = [
     "frame_stream",
     "run_learning",
 ]
-
-
-class Interrupted(BaseException):
-    """SIGTERM arrived: stop cleanly, like Ctrl-C (a BaseException so nothing swallows it)."""
-
-
-class StopSignals:
-    """Turns SIGTERM into ``Interrupted`` while active; a second SIGINT/SIGTERM aborts at once."""
-
-    def __init__(self) -> None:
-        self.stopping = False
-        self._old: dict[int, Any] = {}
-
-    def _handler(self, signum: int, frame: FrameType | None) -> None:
-        if self.stopping:
-            # Second signal while shutting down: give up on the summary.
-            os._exit(130)
-        raise Interrupted(signal.Signals(signum).name)
-
-    def __enter__(self) -> StopSignals:
-        if threading_is_main():
-            self._old[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handler)
-        return self
-
-    def shutting_down(self) -> None:
-        """From now on, a second Ctrl-C or SIGTERM aborts without the summary."""
-        self.stopping = True
-        if threading_is_main():
-            signal.signal(signal.SIGINT, self._handler)
-            signal.signal(signal.SIGTERM, self._handler)
-
-    def __exit__(self, *exc: object) -> None:
-        if threading_is_main():
-            for sig, old in self._old.items():
-                signal.signal(sig, old)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def threading_is_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def source_status(source: Source) -> Callable[[], SourceStatus]:
@@ -285,13 +242,22 @@ def run_learning(
     if interval is None and (speed is not None or not source.at_top_speed):
         # Live and paced sources close mini-batches on capture time too, so views keep moving.
         interval = 1.0
-    mini = minibatches(stream, args.batch_size, interval)
+    mini = MiniBatcher(stream, args.batch_size, interval)
     labeler = setup.labels
 
-    def labelled() -> Iterator[LabelledBatch]:
-        for fbatch in mini:
-            fb = decode(fbatch)
-            yield LabelledBatch(frames=fbatch, features=fb, labels=labeler.labels(fb, fbatch))
+    def labelled(fbatch: FrameBatch) -> LabelledBatch:
+        fb = decode(fbatch)
+        return LabelledBatch(frames=fbatch, features=fb, labels=labeler.labels(fb, fbatch))
+
+    def show(snap: Snapshot) -> None:
+        if snap.batch is not None and frame_out is not None:
+            frame_out.write(snap.batch.features, snap.batch)
+        if metrics is not None:
+            metrics.write(snap)
+        if dash is not None:
+            dash.update(snap)
+        elif progress is not None:
+            progress.update(snap)
 
     result = RunResult(final=ev.snapshot(final=True))
     dash = Dashboard(source=source.name) if use_ui else None
@@ -299,21 +265,23 @@ def run_learning(
     t0 = time.monotonic()
     with signals, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        in_step = False
         try:
             if on_open is not None:
                 on_open()
             with dash if dash is not None else contextlib.nullcontext():
-                for snap in prequential(labelled(), ev):
-                    if snap.batch is not None and frame_out is not None:
-                        frame_out.write(snap.batch.features, snap.batch)
-                    if metrics is not None and not snap.final:
-                        metrics.write(snap)
-                    if dash is not None:
-                        dash.update(snap)
-                    elif progress is not None:
-                        progress.update(snap)
+                for fbatch in mini:
+                    in_step = True
+                    snap = ev.step(labelled(fbatch))
+                    in_step = False
+                    show(snap)
         except (KeyboardInterrupt, Interrupted):
             result.interrupted = True
+            # Frames read before the stop still count, unless the stop came mid-step.
+            pending = mini.flush()
+            if pending is not None and not in_step:
+                with contextlib.suppress(Exception, KeyboardInterrupt, Interrupted):
+                    show(ev.step(labelled(pending)))
         except WirelearnError as exc:
             result.error = exc
         finally:

@@ -15,7 +15,8 @@ import traceback
 from collections.abc import Sequence
 
 from wirelearn import __version__
-from wirelearn.errors import EXIT_ABORTED, EXIT_INTERNAL, ConfigError, WirelearnError
+from wirelearn._signals import Interrupted, install_early_sigterm
+from wirelearn.errors import EXIT_INTERNAL, ConfigError, WirelearnError
 
 __all__ = ["build_parser", "main"]
 
@@ -354,6 +355,7 @@ def _limit_threads() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wirelearn`` console script; returns the exit code."""
+    install_early_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
     _limit_threads()
@@ -362,9 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WirelearnError as exc:
         print(f"wirelearn: error: {exc}", file=sys.stderr)
         code = exc.exit_code
-    except KeyboardInterrupt:
-        print("wirelearn: interrupted", file=sys.stderr)
-        code = EXIT_ABORTED
+    except (KeyboardInterrupt, Interrupted):
+        # Stopped before any work began (while starting up): nothing to summarise.
+        print("wirelearn: stopped", file=sys.stderr)
+        code = 0
     except BrokenPipeError:
         # The reader went away (| head): not an error, but stdout must not be flushed again.
         with contextlib.suppress(OSError):

@@ -15,7 +15,7 @@ from wirelearn.capture._batch import FrameBatch
 from wirelearn.capture._writer import Writer
 from wirelearn.errors import ConfigError
 
-__all__ = ["limit", "minibatches", "pace", "tee", "where"]
+__all__ = ["MiniBatcher", "limit", "minibatches", "pace", "tee", "where"]
 
 
 def where(
@@ -112,44 +112,88 @@ def pace(
             start = stop
 
 
+class MiniBatcher:
+    """Re-cuts a stream into mini-batches closed at ``size`` frames or ``interval`` s of capture time.
+
+    Whichever comes first closes the mini-batch (``--batch-size``,
+    ``--batch-interval``). The last, partial mini-batch is yielded at the end of
+    the stream, and also before an error from upstream is re-raised, so that no
+    frame read before a fault is lost. After an interruption (Ctrl-C),
+    ``flush()`` hands over the frames still pending.
+
+    Args:
+        batches: the upstream stream.
+        size: frames per mini-batch.
+        interval: capture-time seconds per mini-batch, or None for size alone.
+    """
+
+    def __init__(
+        self, batches: Iterable[FrameBatch], size: int, interval: float | None = None
+    ) -> None:
+        if size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, not {size}")
+        if interval is not None and interval <= 0:
+            raise ConfigError(f"--batch-interval must be positive, not {interval}")
+        self._batches = batches
+        self.size = size
+        self._span = None if interval is None else int(interval * 1e9)
+        self._pending: list[FrameBatch] = []
+        self._pending_n = 0
+
+    def flush(self) -> FrameBatch | None:
+        """The frames pending in an unfinished mini-batch (and forget them), if any."""
+        if not self._pending_n:
+            return None
+        out = (
+            FrameBatch.concat(self._pending).compact()
+            if len(self._pending) > 1
+            else self._pending[0]
+        )
+        self._pending, self._pending_n = [], 0
+        return out
+
+    def __iter__(self) -> Iterator[FrameBatch]:
+        try:
+            yield from self._cut()
+        except Exception:
+            pending = self.flush()
+            if pending is not None:
+                yield pending
+            raise
+        pending = self.flush()
+        if pending is not None:
+            yield pending
+
+    def _cut(self) -> Iterator[FrameBatch]:
+        size, span = self.size, self._span
+        pending_t0 = 0
+        for batch in self._batches:
+            start = 0
+            n = len(batch)
+            while start < n:
+                if not self._pending_n:
+                    pending_t0 = int(batch.ts_ns[start])
+                room = size - self._pending_n
+                stop = min(n, start + room)
+                closes = stop - start == room
+                if span is not None:
+                    cut = int(
+                        np.searchsorted(batch.ts_ns[start:stop], pending_t0 + span, side="left")
+                    )
+                    if cut + start < stop:
+                        stop, closes = cut + start, True
+                if stop > start:
+                    self._pending.append(batch.slice(start, stop))
+                    self._pending_n += stop - start
+                start = stop
+                if closes:
+                    done = self.flush()
+                    if done is not None:
+                        yield done
+
+
 def minibatches(
     batches: Iterable[FrameBatch], size: int, interval: float | None = None
 ) -> Iterator[FrameBatch]:
-    """Re-cut a stream into mini-batches closed at ``size`` frames or ``interval`` s of capture time.
-
-    Whichever comes first closes the mini-batch (``--batch-size``, ``--batch-interval``).
-    The last, partial mini-batch is yielded at the end of the stream.
-    """
-    if size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, not {size}")
-    if interval is not None and interval <= 0:
-        raise ConfigError(f"--batch-interval must be positive, not {interval}")
-    span = None if interval is None else int(interval * 1e9)
-    pending: list[FrameBatch] = []
-    pending_n = 0
-    pending_t0 = 0
-    for batch in batches:
-        start = 0
-        n = len(batch)
-        while start < n:
-            if not pending_n:
-                pending_t0 = int(batch.ts_ns[start])
-            room = size - pending_n
-            stop = min(n, start + room)
-            closes = stop - start == room
-            if span is not None:
-                cut = (
-                    int(np.searchsorted(batch.ts_ns[start:stop], pending_t0 + span, side="left"))
-                    + start
-                )
-                if cut < stop:
-                    stop, closes = cut, True
-            if stop > start:
-                pending.append(batch.slice(start, stop))
-                pending_n += stop - start
-            start = stop
-            if closes and pending_n:
-                yield FrameBatch.concat(pending).compact() if len(pending) > 1 else pending[0]
-                pending, pending_n = [], 0
-    if pending_n:
-        yield FrameBatch.concat(pending).compact() if len(pending) > 1 else pending[0]
+    """Re-cut a stream into mini-batches; see ``MiniBatcher``."""
+    return iter(MiniBatcher(batches, size, interval))
