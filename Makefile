@@ -24,7 +24,7 @@ system-deps:
 	scripts/install-system-deps
 
 demo: install
-	$(VENV)/bin/wirelearn replay fixtures/scenarios/mixed.pcap --labels fixtures/scenarios/mixed.labels.csv --no-ui
+	$(VENV)/bin/wirelearn replay fixtures/scenarios/mixed.pcap --labels fixtures/scenarios/mixed.labels.csv --speed 2
 
 test: system-deps install-dev
 	PY=$(PY) scripts/check
