@@ -63,6 +63,7 @@ def source_status(source: Source) -> Callable[[], SourceStatus]:
             kernel_drops=s.kernel_drops,
             queue_depth=s.queue_depth,
             queue_dropped=s.queue_dropped,
+            queue_dropped_frames=s.queue_dropped_frames,
             discarded_bytes=s.discarded_bytes,
             oversize_dropped=s.oversize_dropped,
             truncated_records=s.truncated_records,

@@ -243,13 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_source_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Commands whose source is a device or a peer (wired when their sources exist)."""
-    with contextlib.suppress(ImportError):
-        from wirelearn import _cli_sources
+    """Commands whose source is a device or a peer, and the sender."""
+    from wirelearn import _cli_live, _cli_sources
 
-        _cli_sources.add_commands(
-            sub, _add_stream_options, _add_view_options, _add_learning_options
-        )
+    for module in (_cli_live, _cli_sources):
+        module.add_commands(sub, _add_stream_options, _add_view_options, _add_learning_options)
 
 
 # --- commands -----------------------------------------------------------------------------------

@@ -327,7 +327,9 @@ def render_summary(snap: Snapshot) -> Table:
     if src.kernel_drops:
         losses.append(f"{src.kernel_drops:,} kernel drops")
     if src.queue_dropped:
-        losses.append(f"{src.queue_dropped:,} batches dropped by a full queue")
+        losses.append(
+            f"{src.queue_dropped_frames:,} frames ({src.queue_dropped:,} batches) dropped by a full queue"
+        )
     for what, n in (
         ("truncated", src.truncated),
         ("malformed", src.malformed),

@@ -34,6 +34,7 @@ class SourceStats:
         truncated_records: records cut short at end of input.
         queue_depth: batches waiting between the capture thread and the consumer.
         queue_dropped: batches a full queue had to drop (never silently).
+        queue_dropped_frames: the frames in those batches.
         warnings: human-readable warnings, e.g. a truncated last record.
     """
 
@@ -48,6 +49,7 @@ class SourceStats:
     truncated_records: int = 0
     queue_depth: int = 0
     queue_dropped: int = 0
+    queue_dropped_frames: int = 0
     warnings: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 

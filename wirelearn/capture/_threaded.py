@@ -111,6 +111,7 @@ class BackgroundSource(Source):
         """Count a batch the full queue cannot take; the caller holds the condition."""
         self.stats.queue_dropped += 1
         self.dropped_frames += len(batch)
+        self.stats.queue_dropped_frames += len(batch)
         now = time.monotonic()
         if now - self._last_warning >= WARN_INTERVAL_S:
             self._last_warning = now

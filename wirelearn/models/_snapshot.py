@@ -134,6 +134,7 @@ class SourceStatus:
     kernel_drops: int = 0
     queue_depth: int = 0
     queue_dropped: int = 0
+    queue_dropped_frames: int = 0
     discarded_bytes: int = 0
     oversize_dropped: int = 0
     truncated_records: int = 0
