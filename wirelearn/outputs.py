@@ -249,7 +249,8 @@ class MetricsWriter:
             return
         try:
             if self._csv is None:
-                self._file.write(json.dumps(snap.to_dict()) + "\n")
+                # The final line carries the whole history, so `wirelearn plot` can redraw it.
+                self._file.write(json.dumps(snap.to_dict(history=snap.final)) + "\n")
             else:
                 a = snap.anomaly
                 for m in snap.models:
