@@ -2,7 +2,8 @@
 
 Two throw-away namespaces joined by a veth pair; tcpreplay sends a capture of
 small mixed frames (1,000 distinct frames looped) from namespace A at a fixed
-rate; in namespace B, ``LiveSource`` drains to a null sink, and tcpdump
+rate; in namespace B, ``LiveSource`` drains to a null sink, ``wirelearn live``
+runs the full learning pipeline (a CLI subprocess, ``--no-ui``), and tcpdump
 (``tcpdump -i vb0 -w /dev/null``, same ring size) is the anchor. By default
 the two run back to back on identical sends, so they never compete for a
 CPU; ``--simultaneous`` runs them on the same interface at the same time.
@@ -17,6 +18,7 @@ Run as root: ``.venv/bin/python benchmarks/bench_live.py [--frames N] [--rates 1
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -128,6 +130,57 @@ class _Live:
         return self.frames, self.src.stats.kernel_drops, self.cpu
 
 
+class _Pipeline:
+    """``wirelearn live --no-ui`` with the full pipeline (decode, features, every model)."""
+
+    def __init__(self, topo: Topology, buffer_mb: int, metrics: Path) -> None:
+        exe = str(Path(sys.executable).with_name("wirelearn"))
+        argv = [exe, "live", "-i", topo.link.if_b, "--no-ui", "--buffer-size", str(buffer_mb)]
+        self.metrics = metrics
+        self.proc = subprocess.Popen(
+            netns_cmd(topo.ns_b, [*argv, "--metrics", str(metrics)]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if "capturing on" in line:
+                break
+        else:
+            raise RuntimeError("wirelearn live did not start")
+        self.t0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    def stop(self, sent: int) -> tuple[int, int, float]:
+        # Wait (bounded) until the learner has caught up with the capture, then stop it.
+        deadline = time.monotonic() + 120
+        frames = drops = 0
+        while time.monotonic() < deadline:
+            frames, drops = self._read()
+            if frames + drops >= sent:
+                break
+            time.sleep(0.5)
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.communicate(timeout=120)
+        frames, drops = self._read()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - self.t0.ru_utime - self.t0.ru_stime
+        return frames, drops, cpu
+
+    def _read(self) -> tuple[int, int]:
+        try:
+            lines = self.metrics.read_text().splitlines()
+        except OSError:
+            return 0, 0
+        for line in reversed(lines):
+            try:
+                snap = json.loads(line)
+            except ValueError:
+                continue
+            return int(snap["frames"]), int(snap["source"]["kernel_drops"])
+        return 0, 0
+
+
 def run(
     topo: Topology,
     pcap: Path,
@@ -140,6 +193,11 @@ def run(
     """One send at ``rate`` (split over ``senders`` tcpreplays) captured by ``tools`` at once."""
     live = _Live(topo, buffer_mb) if "wirelearn" in tools else None
     dump = _Tcpdump(topo, buffer_mb) if "tcpdump" in tools else None
+    pipe = (
+        _Pipeline(topo, buffer_mb, Path(tempfile.mkdtemp()) / "m.jsonl")
+        if "pipeline" in tools
+        else None
+    )
     t0 = time.monotonic()
     replays = [_tcpreplay(topo, pcap, rate // senders, loops // senders) for _ in range(senders)]
     sent = 0
@@ -155,6 +213,9 @@ def run(
     if dump is not None:
         captured, dropped = dump.stop()
         results.append(Result("tcpdump", sent, captured, dropped, achieved))
+    if pipe is not None:
+        frames, drops, cpu = pipe.stop(sent)
+        results.append(Result("wirelearn live (full pipeline)", sent, frames, drops, achieved, cpu))
     return results
 
 
@@ -225,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--drain-mb", type=int, default=512, help="ring for the drain test (0 skips it)"
     )
+    parser.add_argument(
+        "--no-pipeline",
+        dest="pipeline",
+        action="store_false",
+        help="skip the run of `wirelearn live` with the full learning pipeline",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_live: needs root (network namespaces)", file=sys.stderr)
@@ -240,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             groups = (
                 [["wirelearn", "tcpdump"]] if args.simultaneous else [["wirelearn"], ["tcpdump"]]
             )
+            if args.pipeline:
+                groups.append(["pipeline"])
             for tools in groups:
                 for r in run(topo, pcap, rate, loops, args.buffer_mb, tools, args.senders):
                     print(r.line(rate), flush=True)
@@ -248,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.drain_mb:
             for line in drain_rate(topo, pcap, loops, args.drain_mb):
                 print(line, flush=True)
-    for tool in ("wirelearn", "tcpdump"):
+    for tool in ("wirelearn", "tcpdump", "wirelearn live (full pipeline)"):
         found = f"{best[tool]} pps reached" if tool in best else "none"
         print(f"# {tool}: highest rate with 0 drops: {found}")
     return 0
