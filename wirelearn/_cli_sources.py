@@ -164,6 +164,7 @@ def add_commands(
         help="seconds before the first reconnection attempt, doubling up to MAX (default 0.5:30)",
     )
     receiver(p)
+    _engine_options(p)
     p.set_defaults(func=cmd_connect)
 
     p = sub.add_parser(
@@ -181,6 +182,7 @@ def add_commands(
         help="senders accepted at once (default 16)",
     )
     receiver(p)
+    _engine_options(p)
     p.set_defaults(func=cmd_listen)
 
     _add_send(sub)
@@ -314,6 +316,12 @@ def cmd_serial(args: argparse.Namespace) -> int:
     return _run(source, args)
 
 
+def _engine_options(p: argparse.ArgumentParser) -> None:
+    from wirelearn._cli_batch import add_engine_options
+
+    add_engine_options(p)
+
+
 def cmd_connect(args: argparse.Namespace) -> int:
     """``wirelearn connect HOST:PORT``: a pcap stream from a TCP sender."""
     import wirelearn._run  # noqa: F401 - fail before connecting if the pipeline cannot load
@@ -321,6 +329,10 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
     host, port = parse_hostport(args.address, what="connect", need_host=True)
     assert host is not None
+    if args.engine == "spark":
+        from wirelearn.engines import run_spark_stream
+
+        return run_spark_stream(host, port, args, listen=False)
     source = TcpClientSource(
         host, port, reconnect=args.reconnect, backoff=args.backoff, on_warning=_warn
     )
@@ -335,6 +347,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from wirelearn.capture._tcp import TcpListenSource, exposure_warning, parse_hostport
 
     host, port = parse_hostport(args.address, what="listen", allow_zero=True)
+    if args.engine == "spark":
+        from wirelearn.engines import run_spark_stream
+
+        return run_spark_stream(host or "127.0.0.1", port, args, listen=True)
     source = TcpListenSource(
         port,
         host or "127.0.0.1",

@@ -248,6 +248,9 @@ def _add_source_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
     for module in (_cli_live, _cli_sources):
         module.add_commands(sub, _add_stream_options, _add_view_options, _add_learning_options)
+    from wirelearn._cli_batch import add_batch_command
+
+    add_batch_command(sub)
 
 
 # --- commands -----------------------------------------------------------------------------------
