@@ -271,7 +271,9 @@ def test_anomaly_detector_finds_injected_anomalies(params: dict[str, Any]) -> No
 
 def test_anomaly_threshold_follows_documented_rule() -> None:
     rng = np.random.default_rng(14)
-    detector = wm.AnomalyDetector(grace_frames=1500, window=1000, threshold_margin=0.5)
+    detector = wm.AnomalyDetector(
+        grace_frames=1500, window=1000, threshold_quantile=0.99, threshold_margin=0.5
+    )
     X = _normal_traffic(1500, rng)
     detector.learn_many(X)
     grace_scores = detector.score_many(X[-1000:])  # the window holds the last 1000 frames
@@ -280,8 +282,15 @@ def test_anomaly_threshold_follows_documented_rule() -> None:
 
 
 def test_anomaly_cost_is_bounded() -> None:
+    # adapt: after the grace the forest keeps refitting (on frames below the threshold).
     detector = wm.AnomalyDetector(
-        grace_frames=500, n_trees=16, tree_samples=128, refit_frames=1000, refit_trees=4
+        method="iforest",
+        grace_frames=500,
+        n_trees=16,
+        tree_samples=128,
+        refit_frames=1000,
+        refit_trees=4,
+        adapt=True,
     )
     rng = np.random.default_rng(15)
     per_batch = []

@@ -127,7 +127,10 @@ def build_evaluator(args: argparse.Namespace, source: Source | None) -> Learning
     features = None
     if args.features:
         features = [f.strip() for f in args.features.split(",") if f.strip()]
-    pipeline = FeaturePipeline(features=features, exclude=labels.defining_columns, seed=args.seed)
+    # Scaling moments and the anomaly detector's normal model come from the same grace frames.
+    pipeline = FeaturePipeline(
+        features=features, exclude=labels.defining_columns, seed=args.seed, scale_frames=args.grace
+    )
     classes = labels.classes
     models: dict[str, Any] = {}
     anomaly: Any = None

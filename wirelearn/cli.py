@@ -152,9 +152,10 @@ def _add_learning_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=4096,
+        default=65536,
         metavar="N",
-        help="frames per mini-batch (default 4096)",
+        help="frames per mini-batch (default 65536); the first mini-batches are learned "
+        "in growing steps, so learning starts at once",
     )
     g.add_argument(
         "--batch-interval",
@@ -172,9 +173,10 @@ def _add_learning_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--grace",
         type=_positive_int,
-        default=5_000,
+        default=1_000,
         metavar="N",
-        help="frames of benign traffic the anomaly detector learns its threshold on",
+        help="frames taken as normal traffic at the start (default 1000): the anomaly detector's "
+        "normal model, its threshold and the feature scaling come from them; they should hold no attack",
     )
     g.add_argument("--no-anomaly", action="store_true", help="do not run the anomaly detector")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

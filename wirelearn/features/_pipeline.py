@@ -9,11 +9,11 @@ statistics, ...) is left out of the model's input.
 
 Order of the stateful steps, once per batch: the damped statistics are updated
 with the batch (each frame's statistics include itself and earlier frames,
-never later ones), then the scaler's moments are updated with the batch
-(``partial_fit``; only during the first ``scale_frames`` frames, after which
-they stay fixed), then the batch is scaled with those moments. So the first
-batch is already well scaled; scaling is the one place where a frame sees the
-aggregate moments of its own batch, which carries no label information.
+never later ones), then the scaler's moments are updated with the batch's
+frames among the first ``scale_frames`` of the stream (``partial_fit``; after
+those they stay fixed), then the batch is scaled with those moments. So the
+first batch is already well scaled; scaling is the one place where a frame sees
+the aggregate moments of its own batch, which carries no label information.
 """
 
 from __future__ import annotations
@@ -272,12 +272,13 @@ def _mac_family(fb: FeatureBatch, want: set[str], seed: int) -> dict[str, _F64]:
 
 
 def _stat_transform(name: str, values: _F64) -> _F64:
-    """Heavy-tailed statistics on a log scale; shares and means as they are."""
+    """Heavy-tailed statistics on a log scale; shares and means as they are (in place)."""
     base = name.split("_l")[0] if "_l" in name else name
     if base.endswith("_iat"):
-        return np.log10(values + 1e-6)
+        values += 1e-6
+        return np.log10(values, out=values)
     if base.endswith(("_rate", "_byterate", "_new_dports", "_new_dsts", "_new_srcs")):
-        return np.log1p(values)
+        return np.log1p(values, out=values)
     return values
 
 
@@ -295,12 +296,14 @@ class FeaturePipeline:
         scale: standardise the columns online (``OnlineScaler``); False passes
             raw values through (nulls as 0.0).
         clip: clip scaled values to ``[-clip, clip]``; None for no clipping.
-        scale_frames: learn the scaling moments from the first this many frames
-            (whole batches, so a little more), then keep them fixed; None keeps
-            learning forever. Fixed moments keep the model's input space still: a
-            flood that doubles a rate's running mean would otherwise move every
-            frame's scaled value under an online model's feet (Kitsune likewise
-            learns its normalisation during a grace period).
+        scale_frames: learn the scaling moments from exactly the first this many
+            frames, then keep them fixed; None keeps learning forever. Fixed
+            moments keep the model's input space still: a flood that doubles a
+            rate's running mean would otherwise move every frame's scaled value
+            under an online model's feet. Kitsune likewise learns its
+            normalisation during its grace period, and the command line sets
+            this to the anomaly detector's grace, so both learn "normal" from
+            the same frames.
         missing_indicators: add a 0/1 ``missing_<name>`` column per feature that
             can be null.
 
@@ -452,9 +455,16 @@ class FeaturePipeline:
             if self._work.shape[1] < len(fb):
                 self._work = np.empty((len(self.feature_names), len(fb)), dtype=np.float64)
             raw = self._fill(fb, self._work)
-            if self.scale_frames is None or self._scaled < self.scale_frames:
+            if self.scale_frames is None:
+                return self.scaler.fit_transform(raw, copy=False)
+            take = self.scale_frames - self._scaled
+            if take >= len(raw):
                 self._scaled += len(raw)
                 return self.scaler.fit_transform(raw, copy=False)
+            if take > 0:
+                # The moments come from exactly the first scale_frames frames.
+                self.scaler.partial_fit(raw[:take])
+                self._scaled += take
             return self.scaler.transform(raw, copy=False)
         raw = self.raw(fb)
         out = np.where(np.isfinite(raw), raw, 0.0)

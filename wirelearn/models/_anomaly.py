@@ -1,4 +1,11 @@
-"""Unsupervised online anomaly scores per frame, with a Kitsune-style grace period."""
+"""Unsupervised online anomaly scores per frame, with a Kitsune-style grace period.
+
+As in Kitsune (Mirsky et al., NDSS 2018) the detector learns what normal
+traffic looks like during a grace period at the start of the stream, assumed
+attack-free, and then only scores: an attack that arrives later can never
+become part of "normal" by being learned. (``adapt=True`` lets it keep
+following slow drift, from frames that raised no alert only.)
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,17 @@ from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import SGDOneClassSVM
 
 from wirelearn.errors import ConfigError, ModelError
-from wirelearn.models._base import Cost, Estimator, check_choice, check_float, check_int
-from wirelearn.models._forest import FlatTree
+from wirelearn.models._base import (
+    Cost,
+    Estimator,
+    as_float,
+    check_choice,
+    check_float,
+    check_int,
+    check_outputs,
+)
+from wirelearn.models._forest import MAX_STACK_DEPTH, FlatTree, TreeStack
+from wirelearn.models._linear import rbf_map
 
 __all__ = ["ANOMALY_METHODS", "AnomalyDetector"]
 
@@ -33,68 +49,81 @@ def _average_path_length(n: NDArray[np.float64]) -> NDArray[np.float64]:
 class AnomalyDetector(Estimator):
     """An online anomaly detector: higher score = more anomalous.
 
-    The last ``window`` frames are kept in a ring buffer. The first
-    ``grace_frames`` frames are only learned (Kitsune's grace period); the
-    model is fitted on the window when the grace ends, at the end of the batch
-    that holds the ``grace_frames``-th frame, and the alert threshold is set
-    from the scores of the window's (grace) frames::
+    The first ``grace_frames`` frames are only learned (Kitsune's grace
+    period), exactly that many whatever the batch sizes: they fill a ring
+    buffer of the last ``window`` frames, and when the grace ends the model is
+    fitted on that window and the alert threshold is set from the scores of
+    the window's frames::
 
         q = quantile(grace_scores, threshold_quantile)
         threshold_ = q + threshold_margin * (q - median(grace_scores))
 
     i.e. a high quantile pushed out by a multiple of its distance from the
     median. Unlike "quantile times a margin" this works whatever the sign and
-    scale of the scores (the one-class SVM's scores are mostly negative).
+    scale of the scores (the one-class SVM's scores are mostly negative). The
+    defaults give Kitsune's rule: the highest score of a grace frame.
+
+    After the grace period the model is fixed, as in Kitsune: later frames are
+    scored, never learned, so an attack cannot teach the detector that it is
+    normal. With ``adapt=True`` the detector keeps learning after the grace,
+    but only from frames whose score is at most ``threshold_``; they enter
+    the window, and every ``refit_frames`` of them ``refit_trees`` trees are
+    regrown (``"iforest"``) or the SVM takes a step (``"ocsvm"``).
 
     Methods:
-        ``"iforest"``: a windowed isolation forest. ``n_trees`` trees, each
-        grown by scikit-learn on ``tree_samples`` frames of the window and
-        flattened into arrays; every ``refit_frames`` learned frames the
-        ``refit_trees`` oldest are replaced by trees grown on the current
-        window. Cost per batch is bounded by ``refit_trees * tree_samples``.
-        Score: ``2 ** (-mean normalised path length)`` in ``(0, 1)``.
+        ``"ocsvm"`` (the default): an RBF one-class SVM made online: a
+        ``Nystroem`` map with ``n_components`` landmarks fitted on the grace
+        window, then ``SGDOneClassSVM``. Score: minus its decision function,
+        computed as one matrix product in the input's precision. Frames far from
+        every landmark score highest (up to the SVM's offset), which is what an
+        attack unlike anything in the grace period looks like.
 
-        ``"ocsvm"``: an RBF one-class SVM made online: a ``Nystroem`` map
-        with ``n_components`` landmarks fitted on the grace window, then
-        ``SGDOneClassSVM`` updated with every batch. Score: minus its
-        decision function.
+        ``"iforest"``: an isolation forest. ``n_trees`` trees, each grown by
+        scikit-learn on ``tree_samples`` frames of the window and flattened into
+        arrays; scored with all trees walked at once (``TreeStack``), at a cost
+        per frame of about ``n_trees * log2(tree_samples)`` node visits. Score:
+        ``2 ** (-mean normalised path length)`` in ``(0, 1)``. With many
+        features and few of them telling, paths rarely split on the telling
+        ones, so its scores separate less than the SVM's.
 
     Args:
-        method: ``"iforest"`` or ``"ocsvm"``.
+        method: ``"ocsvm"`` or ``"iforest"``.
         grace_frames: frames learned before scoring and alerting start.
         window: frames kept for (re)fitting.
         n_trees: iforest: trees kept.
         tree_samples: iforest: frames each tree is grown on.
-        refit_frames: iforest: learned frames between two partial refits.
-        refit_trees: iforest: trees replaced by each refit.
+        refit_frames: with ``adapt``: learned frames between two updates.
+        refit_trees: with ``adapt``, iforest: trees replaced by each update.
         n_components: ocsvm: landmarks of the kernel map.
         nu: ocsvm: upper bound on the share of training frames outside the boundary.
         threshold_quantile: quantile of the grace scores the threshold starts from.
         threshold_margin: how far past that quantile the threshold sits (see above).
+        adapt: keep learning after the grace period, from frames below the threshold.
         seed: random seed.
     """
 
     def __init__(
         self,
         *,
-        method: str = "iforest",
-        grace_frames: int = 2000,
+        method: str = "ocsvm",
+        grace_frames: int = 1000,
         window: int = 4096,
-        n_trees: int = 64,
+        n_trees: int = 32,
         tree_samples: int = 256,
         refit_frames: int = 2048,
         refit_trees: int = 8,
-        n_components: int = 64,
+        n_components: int = 32,
         nu: float = 0.05,
-        threshold_quantile: float = 0.99,
-        threshold_margin: float = 0.5,
+        threshold_quantile: float = 1.0,
+        threshold_margin: float = 0.0,
+        adapt: bool = False,
         seed: int = 0,
     ) -> None:
         self.method = check_choice("method", method, ANOMALY_METHODS)
         self.grace_frames = check_int("grace_frames", grace_frames, low=2)
         self.window = check_int("window", window, low=2)
         self.n_trees = check_int("n_trees", n_trees, low=1)
-        self.tree_samples = check_int("tree_samples", tree_samples, low=2)
+        self.tree_samples = check_int("tree_samples", tree_samples, low=2, high=2**MAX_STACK_DEPTH)
         self.refit_frames = check_int("refit_frames", refit_frames, low=1)
         self.refit_trees = check_int("refit_trees", refit_trees, low=1, high=n_trees)
         self.n_components = check_int("n_components", n_components, low=1)
@@ -103,6 +132,9 @@ class AnomalyDetector(Estimator):
             "threshold_quantile", threshold_quantile, low=0.0, high=1.0
         )
         self.threshold_margin = check_float("threshold_margin", threshold_margin, low=0.0)
+        if not isinstance(adapt, bool):
+            raise ConfigError(f"adapt must be True or False, got {adapt!r}")
+        self.adapt = adapt
         self.seed = check_int("seed", seed, low=0, high=2**32 - 1)
         if method == "ocsvm" and min(grace_frames, window) < n_components:
             # The Nystroem landmarks are drawn from the grace window.
@@ -123,10 +155,18 @@ class AnomalyDetector(Estimator):
         self._trees_fitted = 0
         self._kernel_map: Any = None
         self._svm: Any = None
+        # The trees stacked for scoring (derived, never saved).
+        self._stack: TreeStack | None = None
+        self._stack_key: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_stack"] = state["_stack_key"] = None
+        return state
 
     @property
     def n_learned(self) -> int:
-        """Frames learned so far."""
+        """Frames learned so far (the grace frames, and with ``adapt`` the normal ones after)."""
         return self._n_learned
 
     @property
@@ -144,27 +184,42 @@ class AnomalyDetector(Estimator):
     def learn_many(self, X: ArrayLike) -> None:
         """Learn from one mini-batch (unsupervised); an empty batch is a no-op.
 
+        During the grace period the frames up to the ``grace_frames``-th are
+        learned, and the grace ends on that frame; after it, nothing is learned
+        unless ``adapt`` (then only frames scoring at most ``threshold_``).
+
         Args:
             X: ``float[n, d]`` features (not modified).
         """
-        X64 = self._check_x(X)
-        if len(X64) == 0:
+        Xf = self._check_x(X, finite=False)
+        if len(Xf) == 0:
             return
-        self._n_features = X64.shape[1]
-        self._push(X64)
-        self._n_learned += len(X64)
-        self._since_refit += len(X64)
         self.cost.learn_calls += 1
         self.cost.last_samples_fitted = 0
-        if self.in_grace:
+        if not (self.in_grace or self.adapt):
+            return  # fixed after the grace period (see the class docstring)
+        self._n_features = Xf.shape[1]
+        if self.threshold_ is None:  # the grace period
+            part = as_float(Xf[: self.grace_frames - self._n_learned])
+            self._push(part)
+            self._n_learned += len(part)
             if self._n_learned >= self.grace_frames:
                 self._end_grace()
-        elif self.method == "ocsvm":
-            self._svm.partial_fit(self._kernel_map.transform(X64))
-            self._count_fit(len(X64))
-        elif self._since_refit >= self.refit_frames:
+            return
+        normal = Xf[self._score(Xf) <= self.threshold_]
+        if not len(normal):
+            return
+        self._push(normal)
+        self._n_learned += len(normal)
+        self._since_refit += len(normal)
+        if self._since_refit < self.refit_frames:
+            return
+        self._since_refit = 0
+        if self.method == "ocsvm":
+            self._svm.partial_fit(rbf_map(self._kernel_map, self._window_frames()))
+            self._count_fit(self._ring_fill)
+        else:
             self._grow_trees(self.refit_trees)
-            self._since_refit = 0
 
     def _end_grace(self) -> None:
         window = self._window_frames()
@@ -178,7 +233,7 @@ class AnomalyDetector(Estimator):
                 random_state=self.seed,
             ).fit(window)
             self._svm = SGDOneClassSVM(nu=self.nu, random_state=self.seed)
-            self._svm.partial_fit(self._kernel_map.transform(window))
+            self._svm.partial_fit(rbf_map(self._kernel_map, window))
             self._count_fit(len(window))
             self.cost.units = 1
         scores = self._score(window)
@@ -221,7 +276,7 @@ class AnomalyDetector(Estimator):
         self.cost.samples_fitted += n_samples
         self.cost.last_samples_fitted += n_samples
 
-    def _push(self, X: NDArray[np.float64]) -> None:
+    def _push(self, X: NDArray[Any]) -> None:
         if self._ring is None:
             self._ring = np.empty((self.window, X.shape[1]))
         tail = X[-self.window :]
@@ -238,42 +293,45 @@ class AnomalyDetector(Estimator):
 
     def score_many(self, X: ArrayLike) -> NDArray[np.float64]:
         """Anomaly scores, ``float64[n]``, higher = more anomalous; 0 during the grace period."""
-        X64 = self._check_x(X)
-        if self.in_grace or len(X64) == 0:
-            return np.zeros(len(X64))
-        return self._score(X64)
+        Xf = self._check_x(X, finite=False)
+        if self.in_grace or len(Xf) == 0:
+            return np.zeros(len(Xf))
+        return self._score(Xf)
 
     def alerts_many(self, X: ArrayLike) -> NDArray[np.bool_]:
         """Whether each frame's score is above ``threshold_``; all ``False`` during grace."""
-        X64 = self._check_x(X)
-        if self.threshold_ is None or len(X64) == 0:
-            return np.zeros(len(X64), dtype=bool)
-        return self._score(X64) > self.threshold_
+        Xf = self._check_x(X, finite=False)
+        if self.threshold_ is None or len(Xf) == 0:
+            return np.zeros(len(Xf), dtype=bool)
+        return self._score(Xf) > self.threshold_
 
-    def _score(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def _stacked(self) -> TreeStack:
+        if getattr(self, "_stack_key", None) != self._trees_fitted or self._stack is None:
+            self._stack = TreeStack(self._trees, [t.value for t in self._trees])
+            self._stack_key = self._trees_fitted
+        return self._stack
+
+    def _score(self, X: NDArray[Any]) -> NDArray[np.float64]:
         if self.method == "ocsvm":
-            decision: NDArray[np.float64] = self._svm.decision_function(
-                self._kernel_map.transform(X)
-            )
-            return -decision
-        path = np.zeros(len(X))
-        for tree in self._trees:
-            path += tree.value[tree.apply(X), 0]
+            # SGDOneClassSVM.decision_function is Z @ coef_ - offset_; the score is minus that.
+            decision = rbf_map(self._kernel_map, X, self._svm.coef_[:, None])[:, 0]
+            out: NDArray[np.float64] = float(self._svm.offset_[0]) - decision.astype(np.float64)
+            check_outputs(out, X)
+            return out
+        as_float(X)  # the trees would send NaN down a branch without a word
+        path = self._stacked().sum_values(X)[:, 0]
         scores: NDArray[np.float64] = 2.0 ** (-path / len(self._trees))
         return scores
 
-    def _check_x(self, X: ArrayLike) -> NDArray[np.float64]:
+    def _check_x(self, X: ArrayLike, *, finite: bool = True) -> NDArray[Any]:
         arr = np.asarray(X)
         if arr.ndim != 2 or arr.dtype.kind not in "fiub":
             raise ValueError(f"X must be a 2-D numeric array, got {arr.dtype} {arr.shape}")
-        X64 = np.asarray(arr, dtype=np.float64)
-        if len(X64) and self._n_features is not None and X64.shape[1] != self._n_features:
+        if len(arr) and self._n_features is not None and arr.shape[1] != self._n_features:
             raise ModelError(
-                f"AnomalyDetector was trained on {self._n_features} features, got {X64.shape[1]}"
+                f"AnomalyDetector was trained on {self._n_features} features, got {arr.shape[1]}"
             )
-        if not np.isfinite(X64).all():
-            raise ValueError("X contains NaN or infinity; the feature pipeline must fill nulls")
-        return X64
+        return as_float(arr, finite=finite)
 
     def _check_state(self) -> None:
         super()._check_state()
@@ -292,7 +350,21 @@ class AnomalyDetector(Estimator):
             )
             and len(self._trees) <= self.n_trees
             and all(isinstance(t, FlatTree) for t in self._trees)
+            and all(isinstance(t.depth, int) and t.depth <= MAX_STACK_DEPTH for t in self._trees)
         )
+        if ok and self._kernel_map is not None:
+            # ``rbf_map`` reads these arrays directly: their shapes must be what it expects.
+            km, m = self._kernel_map, self.n_components
+            svm = self._svm
+            ok = all(
+                isinstance(a, np.ndarray) and a.shape == shape
+                for a, shape in (
+                    (km.components_, (m, d)),
+                    (km.normalization_, (m, m)),
+                    (getattr(svm, "coef_", None), (m,)),
+                    (getattr(svm, "offset_", None), (1,)),
+                )
+            )
         if not ok:
             raise ModelError("saved AnomalyDetector has inconsistent state")
         for tree in self._trees:
@@ -301,6 +373,6 @@ class AnomalyDetector(Estimator):
     @classmethod
     def _unit_test_params(cls) -> list[dict[str, Any]]:
         return [
-            {"grace_frames": 1000, "window": 2048, "n_trees": 32},
-            {"method": "ocsvm", "grace_frames": 1000, "n_components": 32},
+            {"method": "iforest", "grace_frames": 1000, "window": 2048, "n_trees": 32},
+            {"grace_frames": 1000, "n_components": 32},
         ]

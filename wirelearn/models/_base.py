@@ -17,16 +17,70 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from wirelearn.errors import ConfigError, ModelError
 
-__all__ = ["Cost", "Estimator", "MajorityBaseline", "OnlineClassifier"]
+__all__ = [
+    "Cost",
+    "Estimator",
+    "MajorityBaseline",
+    "OnlineClassifier",
+    "all_finite",
+    "as_float",
+    "check_outputs",
+]
 
 _E = TypeVar("_E", bound="Estimator")
 
 #: Largest seed scikit-learn accepts as ``random_state``.
 _MAX_SEED = 2**32 - 1
+
+_Float = np.float32 | np.float64
+
+
+def all_finite(X: NDArray[np.floating[Any]]) -> bool:
+    """Whether every value of ``X`` is finite."""
+    return bool(np.isfinite(X).all())
+
+
+def as_float(X: ArrayLike, *, finite: bool = True) -> NDArray[Any]:
+    """``X`` as a 2-D float array: ``float32`` and ``float64`` as they are (no copy), else ``float64``.
+
+    Args:
+        X: the input.
+        finite: check every value is finite (False when the caller checks what
+            it computes from ``X`` instead, or does not read the values).
+
+    Raises:
+        ValueError: not 2-D, not numeric, or holding NaN or infinity.
+    """
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"X must be 2-D (frames x features), got shape {arr.shape}")
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"X must be numeric, got dtype {arr.dtype}")
+    if arr.dtype != np.float32 and arr.dtype != np.float64:
+        arr = arr.astype(np.float64)
+    if finite and len(arr) and not all_finite(arr):
+        raise _not_finite()
+    return arr
+
+
+def _not_finite() -> ValueError:
+    return ValueError("X contains NaN or infinity; the feature pipeline must fill nulls")
+
+
+def check_outputs(out: NDArray[Any], X: NDArray[Any]) -> None:
+    """Raise the "X contains NaN" error if ``X`` does, found through what was computed from it.
+
+    A product of ``X`` is non-finite wherever a row of ``X`` is, so checking a
+    model's ``(n, k)`` scores replaces checking its ``(n, d)`` inputs; only a
+    non-finite output (or an overflow) costs the full check.
+    """
+    if not np.isfinite(out).all() and not all_finite(X):
+        raise _not_finite()
 
 
 class Estimator:
@@ -142,10 +196,32 @@ class OnlineClassifier(Estimator, abc.ABC):
 
     def predict_many(self, X: ArrayLike) -> NDArray[np.object_]:
         """Predicted labels, ``object[n]``: the argmax of ``predict_proba_many``."""
-        X64 = self._check_x(X)
-        if not self._ready():
-            return self._fallback_labels(len(X64))
-        return self._decode(np.argmax(self.predict_proba_many(X64), axis=1))
+        codes, labels = self.predict_codes_many(X)
+        table = np.empty(len(labels), dtype=object)
+        table[:] = labels
+        out: NDArray[np.object_] = table[codes]
+        return out
+
+    def predict_codes_many(self, X: ArrayLike) -> tuple[NDArray[np.intp], tuple[str | None, ...]]:
+        """Predicted labels as codes into a label table: ``labels[codes]`` is ``predict_many(X)``.
+
+        This is what the evaluator uses: scoring needs codes, and building a
+        Python label per frame only to turn it back into a code costs more
+        than most models' predictions.
+        """
+        Xf = self._check_x(X, finite=not self._checks_outputs)
+        if not self._ready() or len(Xf) == 0:
+            return np.zeros(len(Xf), dtype=np.intp), (self._fallback_label(),)
+        return self._predict_codes(Xf), tuple(self._labels)
+
+    #: Whether ``_predict_codes`` checks its outputs (``check_outputs``), so that
+    #: ``predict_codes_many`` need not check every input value first.
+    _checks_outputs: bool = False
+
+    def _predict_codes(self, X: NDArray[Any]) -> NDArray[np.intp]:
+        """Codes into ``classes_`` for a checked, non-empty batch of a ready learner."""
+        codes: NDArray[np.intp] = np.argmax(self.predict_proba_many(X), axis=1)
+        return codes
 
     @property
     def has_proba(self) -> bool:
@@ -180,62 +256,110 @@ class OnlineClassifier(Estimator, abc.ABC):
         """Whether the learner can predict on its own (else the fallback is used)."""
         return self._n_learned > 0
 
-    def _check_x(self, X: ArrayLike) -> NDArray[np.float64]:
-        """``X`` as a 2-D float64 array (no copy when it already is one), checked."""
+    def _check_x(self, X: ArrayLike, *, finite: bool = True) -> NDArray[Any]:
+        """``X`` as a checked 2-D float array, ``float32`` kept as it is (see ``as_float``)."""
         arr = np.asarray(X)
-        if arr.ndim != 2:
-            raise ValueError(f"X must be 2-D (frames x features), got shape {arr.shape}")
-        if arr.dtype.kind not in "fiub":
-            raise ValueError(f"X must be numeric, got dtype {arr.dtype}")
-        X64 = np.asarray(arr, dtype=np.float64)
-        n, d = X64.shape
-        if n == 0:
-            return X64
-        if self._n_features is not None and d != self._n_features:
+        d = self._n_features
+        if arr.ndim == 2 and len(arr) and d is not None and arr.shape[1] != d:
             raise ModelError(
-                f"{type(self).__name__} was trained on {self._n_features} features, got {d}"
+                f"{type(self).__name__} was trained on {d} features, got {arr.shape[1]}"
             )
-        if not np.isfinite(X64).all():
-            raise ValueError("X contains NaN or infinity; the feature pipeline must fill nulls")
-        return X64
+        return as_float(arr, finite=finite)
 
     def _begin_learn(
-        self, X: ArrayLike, y: ArrayLike
-    ) -> tuple[NDArray[np.float64], NDArray[np.intp]] | None:
-        """Validate a batch and encode its labels; ``None`` for an empty batch.
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        limit: int | None = None,
+        balanced: bool = True,
+        reads_x: bool = True,
+    ) -> tuple[NDArray[Any], NDArray[np.intp]] | None:
+        """Validate a batch, encode its labels and pick the rows to fit; ``None`` if it is empty.
 
         Updates ``classes_``, the label counts, ``n_learned`` and ``cost``, so
-        subclasses only fit.
+        subclasses only fit; nothing is updated if the batch is refused.
+
+        Args:
+            X: the features.
+            y: the labels.
+            limit: the most rows to fit (see ``_fit_rows``); None for all.
+            balanced: how rows are sampled beyond ``limit`` (see ``_fit_rows``).
+            reads_x: False for a learner that never reads the values (the
+                baseline): they are not checked.
+
+        Returns:
+            ``(X, codes)`` of the rows to fit: all of them up to ``limit``, else
+            the sample ``_fit_rows`` picks. Only their values are checked to be
+            finite.
         """
-        X64 = self._check_x(X)
+        X64 = self._check_x(X, finite=False)
         labels = np.asarray(y)
         if labels.ndim != 1 or len(labels) != len(X64):
             raise ValueError(f"y must be 1-D with {len(X64)} labels, got shape {labels.shape}")
         if len(X64) == 0:
             return None
-        codes = self._encode(labels)
+        local, uniq = pd.factorize(labels, sort=False, use_na_sentinel=True)
+        if (local < 0).any():
+            raise ValueError("y contains None; drop unlabelled frames before learn_many")
+        # Rows are picked from the batch-local codes, before any state changes.
+        rows = self._fit_rows(local, limit, balanced=balanced)
+        X_fit = X64 if rows is None else X64[rows]
+        if reads_x:
+            as_float(X_fit)
+        codes = self._commit_labels(local, uniq)
         self._n_features = X64.shape[1]
         self._counts += np.bincount(codes, minlength=len(self._labels))
         self._n_learned += len(codes)
         self.cost.learn_calls += 1
         self.cost.last_samples_fitted = 0
-        return X64, codes
+        return X_fit, codes if rows is None else codes[rows]
 
-    def _encode(self, labels: NDArray[Any]) -> NDArray[np.intp]:
-        """Integer codes into ``classes_``, adding new labels by first appearance."""
-        if labels.dtype == object and (labels == np.array(None, dtype=object)).any():
-            raise ValueError("y contains None; drop unlabelled frames before learn_many")
-        uniq, first, inverse = np.unique(
-            labels.astype(np.str_), return_index=True, return_inverse=True
-        )
-        new = [str(uniq[i]) for i in np.argsort(first) if str(uniq[i]) not in self._index]
+    def _commit_labels(self, local: NDArray[np.intp], uniq: Any) -> NDArray[np.intp]:
+        """Codes into ``classes_`` of factorized labels, adding new labels by first appearance.
+
+        Labels are compared as strings (as ``classes_`` holds them).
+        """
+        texts = [str(u) for u in uniq]
+        new = [t for t in dict.fromkeys(texts) if t not in self._index]
         for label in new:
             self._index[label] = len(self._labels)
             self._labels.append(label)
         if new:
             self._counts = np.concatenate([self._counts, np.zeros(len(new), dtype=np.int64)])
-        lookup = np.array([self._index[str(u)] for u in uniq], dtype=np.intp)
-        return lookup[inverse.reshape(-1)]
+        lookup = np.array([self._index[t] for t in texts], dtype=np.intp)
+        out: NDArray[np.intp] = lookup[local]
+        return out
+
+    def _fit_rows(
+        self, codes: NDArray[np.intp], limit: int | None, *, balanced: bool = True
+    ) -> NDArray[np.intp] | None:
+        """The rows of a batch to fit when it holds more than ``limit`` frames (None: all).
+
+        Balanced: each label gets an equal share of ``limit`` and a label with
+        fewer frames keeps them all, its unused share going to the others
+        (water-filling), so a rare attack is not drowned by the bulk of the
+        traffic. Otherwise a uniform sample, which keeps the label proportions
+        (what a count-based learner needs). Rows stay in stream order. The
+        generator is derived from ``(seed, frames learned so far)``, so a
+        reloaded learner continues exactly as the saved one would have.
+        """
+        n = len(codes)
+        if limit is None or n <= limit:
+            return None
+        rng = np.random.default_rng([self.seed, self._n_learned])
+        if not balanced:
+            return np.sort(rng.choice(n, size=limit, replace=False))
+        order = np.argsort(codes, kind="stable")
+        counts = np.bincount(codes)
+        present = np.flatnonzero(counts)
+        share = _water_fill(counts[present], limit)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        picked = []
+        for label, take in zip(present.tolist(), share.tolist(), strict=True):
+            rows = order[starts[label] : starts[label + 1]]
+            picked.append(rows if take >= len(rows) else rng.choice(rows, take, replace=False))
+        return np.sort(np.concatenate(picked))
 
     def _decode(self, codes: NDArray[np.integer[Any]]) -> NDArray[np.object_]:
         labels: NDArray[np.object_] = np.asarray(self._labels, dtype=object)[codes]
@@ -246,13 +370,15 @@ class OnlineClassifier(Estimator, abc.ABC):
         self.cost.samples_fitted += n_samples
         self.cost.last_samples_fitted += n_samples
 
-    def _fallback_labels(self, n: int) -> NDArray[np.object_]:
+    def _fallback_label(self) -> str | None:
         """The majority class so far, else the first known class, else ``None``."""
         if self._counts.sum() > 0:
-            label: str | None = self._labels[int(np.argmax(self._counts))]
-        else:
-            label = self._labels[0] if self._labels else None
-        return np.full(n, label, dtype=object)
+            return self._labels[int(np.argmax(self._counts))]
+        return self._labels[0] if self._labels else None
+
+    def _fallback_labels(self, n: int) -> NDArray[np.object_]:
+        """``_fallback_label()`` for ``n`` frames."""
+        return np.full(n, self._fallback_label(), dtype=object)
 
     def _fallback_proba(self, n: int) -> NDArray[np.float64]:
         """Label frequencies so far, else uniform over the known classes."""
@@ -286,20 +412,48 @@ class MajorityBaseline(OnlineClassifier):
             X: ``float[n, d]`` features (not modified).
             y: ``object[n]`` string labels (not modified).
         """
-        if self._begin_learn(X, y) is not None:
+        # The baseline never reads the values: only the shape is checked.
+        if self._begin_learn(X, y, reads_x=False) is not None:
             self.cost.units = 1
 
     def predict_proba_many(self, X: ArrayLike) -> NDArray[np.float64]:
         """Label frequencies so far, the same for every row."""
-        return self._fallback_proba(len(self._check_x(X)))
+        return self._fallback_proba(len(self._check_x(X, finite=False)))
 
     def predict_many(self, X: ArrayLike) -> NDArray[np.object_]:
         """The majority label so far for every row."""
-        return self._fallback_labels(len(self._check_x(X)))
+        return self._fallback_labels(len(self._check_x(X, finite=False)))
+
+    def predict_codes_many(self, X: ArrayLike) -> tuple[NDArray[np.intp], tuple[str | None, ...]]:
+        """The majority label so far for every row, as codes (all 0) into a one-label table."""
+        n = len(self._check_x(X, finite=False))
+        return np.zeros(n, dtype=np.intp), (self._fallback_label(),)
 
     @classmethod
     def _unit_test_params(cls) -> list[dict[str, Any]]:
         return [{}, {"classes": ("a", "b")}]
+
+
+def _water_fill(counts: NDArray[np.int64], limit: int) -> NDArray[np.int64]:
+    """Shares of ``limit`` per group: equal, but never more than a group has, summing to ``limit``.
+
+    >>> _water_fill(np.array([10, 500, 300]), 400).tolist()
+    [10, 195, 195]
+    """
+    share = np.zeros(len(counts), dtype=np.int64)
+    left, todo = int(limit), np.argsort(counts, kind="stable")
+    for i, g in enumerate(todo.tolist()):
+        fair = left // (len(todo) - i)
+        share[g] = min(int(counts[g]), fair)
+        left -= int(share[g])
+    # Hand out what integer division left over, one frame each, to groups with room.
+    for g in todo[::-1].tolist():
+        if left <= 0:
+            break
+        if share[g] < counts[g]:
+            share[g] += 1
+            left -= 1
+    return share
 
 
 # -- constructor validation helpers -------------------------------------------------------

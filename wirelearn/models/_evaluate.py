@@ -6,6 +6,16 @@ from the labelled frames. A frame's prediction therefore always comes from a
 model that has not trained on it. Modelled on river's
 ``evaluate/progressive_validation.py``: the loop is a generator; printers and
 dashboards sit on top of it.
+
+At the start of a stream a mini-batch is evaluated in *learning steps*,
+predict-then-learn step by step: with mini-batches of thousands of frames the
+models would otherwise predict the whole first one before learning anything,
+and a class that first appears mid-batch would be predicted wrong up to the
+end of that batch. A step is ``first_step`` frames or ``step_share`` of all
+the frames evaluated before it, whichever is more, so a model is never
+further behind the stream than that share (an eighth by default), while
+steps grow geometrically: there are a few dozen steps in all before a step
+spans a whole mini-batch, and from then on one step per mini-batch.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from wirelearn.capture._batch import FrameBatch, linktype_name
@@ -30,7 +41,7 @@ from wirelearn.features._schema import (
     FeatureBatch,
 )
 from wirelearn.features._traffic import TrafficCounter
-from wirelearn.models._metrics import ClassIndex, ConfusionMatrix, RollingConfusion, binary_auc
+from wirelearn.models._metrics import ClassIndex, ConfusionMatrix, RollingConfusion
 from wirelearn.models._snapshot import (
     AnomalyStatus,
     BatchResult,
@@ -46,7 +57,12 @@ __all__ = ["Evaluator", "LabelledBatch", "prequential"]
 
 
 class Classifier(Protocol):
-    """What the evaluator needs of a classifier (see ``OnlineClassifier``)."""
+    """What the evaluator needs of a classifier (see ``OnlineClassifier``).
+
+    A classifier may also have ``predict_codes_many(X) -> (codes, labels)``
+    (``OnlineClassifier`` does), which the evaluator then prefers: it saves
+    turning every prediction into a Python label and back.
+    """
 
     def learn_many(self, X: NDArray[Any], y: NDArray[np.object_]) -> None: ...
 
@@ -78,6 +94,33 @@ class LabelledBatch:
     frames: FrameBatch
     features: FeatureBatch
     labels: NDArray[np.object_]
+
+
+#: Bins of the anomaly-score histograms the ROC AUC is computed from.
+_AUC_BINS = 1 << 18
+
+
+def _auc_bins(scores: NDArray[np.float64]) -> NDArray[np.intp]:
+    """Histogram bins of scores of any sign and scale, in score order.
+
+    ``s / (1 + |s|)`` maps the real line onto ``(-1, 1)`` keeping the order;
+    the bins are equal slices of that interval (about 2e-5 wide around 0.5,
+    where the isolation forest's scores lie).
+    """
+    u = scores / (1.0 + np.abs(scores))
+    b = ((u + 1.0) * (_AUC_BINS / 2)).astype(np.intp)
+    out: NDArray[np.intp] = np.clip(b, 0, _AUC_BINS - 1)
+    return out
+
+
+def _hist_auc(pos: NDArray[np.int64], neg: NDArray[np.int64]) -> float:
+    """ROC AUC from per-bin counts (Mann-Whitney; pairs in the same bin count half)."""
+    n_pos, n_neg = int(pos.sum()), int(neg.sum())
+    if not n_pos or not n_neg:
+        return math.nan
+    below = np.cumsum(neg) - neg
+    wins = float(np.dot(pos, below)) + 0.5 * float(np.dot(pos, neg))
+    return wins / (n_pos * n_neg)
 
 
 class _ModelState:
@@ -118,6 +161,8 @@ class Evaluator:
         vendor_names: maps MACs to vendor names for the recent-frames table.
         mac_text, ip_text: text conversion helpers.
         clock: the timer used to measure per-frame cost.
+        first_step: frames in the first learning step (see the module docstring).
+        step_share: a learning step's size as a share of the frames evaluated before it.
     """
 
     def __init__(
@@ -139,9 +184,17 @@ class Evaluator:
         mac_text: Callable[[NDArray[np.int64]], NDArray[np.object_]] | None = None,
         ip_text: Callable[[NDArray[np.int8], NDArray[np.uint8]], NDArray[np.object_]] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        first_step: int = 64,
+        step_share: float = 0.125,
     ) -> None:
         if window < 1:
             raise ConfigError(f"--window must be at least 1 frame, not {window}")
+        if first_step < 1:
+            raise ConfigError(f"first_step must be at least 1 frame, not {first_step}")
+        if not 0.0 < step_share <= 1.0:
+            raise ConfigError(f"step_share must be in (0, 1], not {step_share}")
+        self.first_step = int(first_step)
+        self.step_share = float(step_share)
         self.states = [_ModelState(n, m, window, False) for n, m in models.items()]
         if baseline is not None:
             self.states.append(_ModelState("baseline", baseline, window, True))
@@ -179,9 +232,12 @@ class Evaluator:
         self.anomaly_scored = 0
         self.anomaly_alerts = 0
         self.latest_alerts: deque[dict[str, Any]] = deque(maxlen=20)
-        self._auc_scores: list[NDArray[np.float64]] = []
-        self._auc_pos: list[NDArray[np.bool_]] = []
-        self._auc_n = 0
+        # Score histograms of attack (positive) and normal frames: the ROC AUC over the
+        # whole stream in bounded memory, updated in O(batch).
+        self._auc_pos = np.zeros(_AUC_BINS, dtype=np.int64)
+        self._auc_neg = np.zeros(_AUC_BINS, dtype=np.int64)
+        self._auc: float | None = None
+        self._auc_stale = False
         self._alert_tp = self._alert_fp = self._alert_fn = 0
         self._last_scores: NDArray[np.float64] | None = None
 
@@ -212,65 +268,92 @@ class Evaluator:
             self.linktypes.update(int(x) for x in np.unique(fb.linktype).tolist())
             self.traffic.update(fb)
         idx = self._sample(n)
-        self.evaluated += len(idx)
+        m = len(idx)
+        self.evaluated += m
         X = self.featurizer.transform(fb) if n else np.zeros((0, 0), dtype=np.float32)
-        Xs, ys = X[idx], y[idx]
-        has_label = np.asarray(ys != None, dtype=bool)  # noqa: E711 (elementwise on objects)
-        yl = ys[has_label]
-        if len(yl):
-            self.labelled += len(yl)
-            for label, count in zip(*np.unique(yl.astype(str), return_counts=True), strict=True):
-                self.label_counts[str(label)] = self.label_counts.get(str(label), 0) + int(count)
-        truth = self.classes.encode(yl)
+        whole = m == n
+        Xs = X if whole else X[idx]
+        ys = y if whole else y[idx]
+        truth = self._label_codes(ys)  # -1: unlabelled
+        has_label = truth >= 0
+        if has_label.any():
+            counts = np.bincount(truth[has_label])
+            self.labelled += int(counts.sum())
+            labels = self.classes.labels
+            for code in np.flatnonzero(counts).tolist():
+                name = labels[code]
+                self.label_counts[name] = self.label_counts.get(name, 0) + int(counts[code])
 
-        predictions: dict[str, NDArray[np.object_]] = {}
-        for st in self.states:
-            full = np.full(n, None, dtype=object)
-            if len(idx):
-                t0 = self.clock()
-                pred = np.asarray(st.model.predict_many(Xs), dtype=object)
-                st.predict_s += self.clock() - t0
-                st.predicted += len(idx)
-                full[idx] = pred
-                if len(yl):
-                    pl = pred[has_label]
-                    known = np.asarray(pl != None, dtype=bool)  # noqa: E711
-                    # A model with nothing learned yet predicts None: count it as wrong.
-                    pcode = np.full(len(pl), -1, dtype=np.int64)
-                    if known.any():
-                        pcode[known] = self.classes.encode(pl[known])
-                    k = len(self.classes) + 1  # one extra column for "no prediction"
-                    pcode[~known] = k - 1
-                    st.cum.update(truth, pcode, k)
-                    st.roll.update(truth, pcode, k)
-            predictions[st.name] = full
-
-        # Learn only after every model has predicted: test-then-train.
-        if self.learn and len(yl):
-            Xl = Xs[has_label]
+        pcodes = {st.name: np.full(m, -1, dtype=np.int64) for st in self.states}
+        det = self.anomaly
+        scores_s = np.full(m, np.nan) if det is not None else None
+        # Test-then-train, one learning step at a time (see the module docstring).
+        for lo, hi in self._steps(m):
+            Xc = Xs[lo:hi]
             for st in self.states:
                 t0 = self.clock()
-                st.model.learn_many(Xl, yl)
-                st.learn_s += self.clock() - t0
-                st.learned += len(yl)
+                pcodes[st.name][lo:hi] = self._predict_codes(st.model, Xc)
+                st.predict_s += self.clock() - t0
+                st.predicted += hi - lo
+            if det is not None and scores_s is not None and det.threshold_ is not None:
+                scores_s[lo:hi] = det.score_many(Xc)
+            if not self.learn:
+                continue
+            # Learn only after every model has predicted: test-then-train.
+            hl = has_label[lo:hi]
+            if hl.any():
+                Xl = Xc if hl.all() else Xc[hl]
+                yl = ys[lo:hi] if hl.all() else ys[lo:hi][hl]
+                for st in self.states:
+                    t0 = self.clock()
+                    st.model.learn_many(Xl, yl)
+                    st.learn_s += self.clock() - t0
+                    st.learned += len(yl)
+            if det is not None:
+                det.learn_many(Xc)
+
+        predictions: dict[str, NDArray[np.object_]] = {}
+        k = len(self.classes) + 1  # one extra column for "no prediction"
+        names = np.empty(k, dtype=object)
+        names[: k - 1] = self.classes.labels
+        tl = truth[has_label]
+        for st in self.states:
+            pc = pcodes[st.name]
+            # A model with nothing learned yet predicts None: counted as wrong.
+            pc[pc < 0] = k - 1
+            if len(tl):
+                pl = pc[has_label]
+                st.cum.update(tl, pl, k)
+                st.roll.update(tl, pl, k)
+            pred = names[pc]
+            if not whole:
+                full = np.full(n, None, dtype=object)
+                full[idx] = pred
+                pred = full
+            predictions[st.name] = pred
 
         scores = alerts = None
-        if self.anomaly is not None and len(idx):
-            scores_s = np.asarray(self.anomaly.score_many(Xs), dtype=np.float64)
-            thr = self.anomaly.threshold_
-            alerts_s = scores_s > thr if thr is not None else np.zeros(len(idx), dtype=bool)
+        if det is not None and scores_s is not None and m:
+            scored = ~np.isnan(scores_s)  # frames scored after the grace period
+            thr = det.threshold_
+            alerts_s = np.zeros(m, dtype=bool)
+            if thr is not None:
+                alerts_s[scored] = scores_s[scored] > thr
             scores = np.full(n, np.nan)
             scores[idx] = scores_s
             alerts = np.zeros(n, dtype=bool)
             alerts[idx] = alerts_s
-            self.anomaly_scored += len(idx)
+            n_scored = int(scored.sum())
+            self.anomaly_scored += n_scored
             self.anomaly_alerts += int(alerts_s.sum())
-            self._last_scores = scores_s
-            if len(yl):
-                pos = np.asarray(yl != self.normal_label, dtype=bool)
-                self._keep_auc(scores_s[has_label], pos)
+            if n_scored:
+                self._last_scores = scores_s[scored]
+            ref = scored & has_label
+            if ref.any():
+                pos = truth[ref] != self._normal_code()
+                self._keep_auc(scores_s[ref], pos)
                 if thr is not None:
-                    al = alerts_s[has_label]
+                    al = alerts_s[ref]
                     self._alert_tp += int((al & pos).sum())
                     self._alert_fp += int((al & ~pos).sum())
                     self._alert_fn += int((~al & pos).sum())
@@ -283,8 +366,6 @@ class Evaluator:
                             "score": float(scores[j]),
                         }
                     )
-            if self.learn:
-                self.anomaly.learn_many(Xs)
 
         result = BatchResult(
             features=fb, labels=y, predictions=predictions, scores=scores, alerts=alerts
@@ -298,15 +379,57 @@ class Evaluator:
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
+    def _steps(self, m: int) -> Iterator[tuple[int, int]]:
+        """``(start, stop)`` of each learning step of a mini-batch of ``m`` frames."""
+        if not self.learn:
+            yield 0, m
+            return
+        before = self.evaluated - m  # frames evaluated before this mini-batch
+        lo = 0
+        while lo < m:
+            hi = min(m, lo + max(self.first_step, int((before + lo) * self.step_share)))
+            yield lo, hi
+            lo = hi
+
+    def _label_codes(self, y: NDArray[np.object_]) -> NDArray[np.int64]:
+        """Class indices of labels (adding new ones), -1 for unlabelled frames."""
+        if not len(y):
+            return np.zeros(0, dtype=np.int64)
+        codes, uniq = pd.factorize(y, sort=False, use_na_sentinel=True)
+        lookup = np.array([self.classes.add(str(u)) for u in uniq] + [-1], dtype=np.int64)
+        out: NDArray[np.int64] = lookup[codes]  # code -1 picks the -1 at the end
+        return out
+
+    def _predict_codes(self, model: Classifier, X: NDArray[Any]) -> NDArray[np.int64]:
+        """A model's predictions as class indices (adding new labels), -1 for "no prediction"."""
+        fast = getattr(model, "predict_codes_many", None)
+        if fast is not None:
+            codes, labels = fast(X)
+            lookup = np.array(
+                [-1 if label is None else self.classes.add(str(label)) for label in labels],
+                dtype=np.int64,
+            )
+            out: NDArray[np.int64] = lookup[codes]
+            return out
+        return self._label_codes(np.asarray(model.predict_many(X), dtype=object))
+
+    def _normal_code(self) -> int:
+        """The class index of ``normal_label`` (-1 while it has not been seen)."""
+        labels = self.classes.labels
+        return labels.index(self.normal_label) if self.normal_label in labels else -1
+
     def _keep_auc(self, scores: NDArray[np.float64], pos: NDArray[np.bool_]) -> None:
-        # Bounded: beyond 400k pairs keep a thinned sample (every other pair).
-        self._auc_scores.append(scores)
-        self._auc_pos.append(pos)
-        self._auc_n += len(scores)
-        if self._auc_n > 400_000:
-            s = np.concatenate(self._auc_scores)[::2]
-            p = np.concatenate(self._auc_pos)[::2]
-            self._auc_scores, self._auc_pos, self._auc_n = [s], [p], len(s)
+        bins = _auc_bins(scores)
+        self._auc_pos += np.bincount(bins[pos], minlength=_AUC_BINS)
+        self._auc_neg += np.bincount(bins[~pos], minlength=_AUC_BINS)
+        self._auc_stale = True
+
+    def _current_auc(self) -> float | None:
+        if self._auc_stale:
+            a = _hist_auc(self._auc_pos, self._auc_neg)
+            self._auc = None if math.isnan(a) else a
+            self._auc_stale = False
+        return self._auc
 
     def _update_rate(self, n: int, nbytes: int) -> None:
         self._rate.append((self.ts_last, n, nbytes))
@@ -466,10 +589,8 @@ class Evaluator:
         if det is None:
             return None
         last = self._last_scores
-        auc = prec = rec = None
-        if self._auc_n:
-            a = binary_auc(np.concatenate(self._auc_scores), np.concatenate(self._auc_pos))
-            auc = None if math.isnan(a) else a
+        auc = self._current_auc()
+        prec = rec = None
         if self._alert_tp + self._alert_fp:
             prec = self._alert_tp / (self._alert_tp + self._alert_fp)
         if self._alert_tp + self._alert_fn:

@@ -10,7 +10,7 @@ C).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +21,14 @@ from sklearn.tree import DecisionTreeClassifier
 from wirelearn.errors import ModelError
 from wirelearn.models._base import OnlineClassifier, check_choice, check_int
 
-__all__ = ["FlatTree", "SlidingForest"]
+__all__ = ["FlatTree", "SlidingForest", "TreeStack"]
 
 _MAX_FEATURES = ("sqrt", "log2", None)
+#: Deepest trees ``TreeStack`` pads into perfect trees (2**depth leaves each); deeper
+#: ensembles are walked tree by tree.
+MAX_STACK_DEPTH = 14
+#: Rows walked together: their indices and the gathered values stay in cache.
+_CHUNK = 1024
 
 
 @dataclass
@@ -121,6 +126,120 @@ class FlatTree:
             raise ModelError("saved model holds a malformed tree")
 
 
+class TreeStack:
+    """Several ``FlatTree``\\ s padded into perfect trees and walked all at once.
+
+    Every tree becomes a perfect binary tree of the ensemble's depth ``D``
+    (node ``p`` has children ``2p + 1`` and ``2p + 2``): a leaf above depth
+    ``D`` becomes a chain of pass-through nodes (threshold ``+inf``, always
+    left) ending at a copy of it. All trees then advance one level per step
+    with a handful of numpy operations over a ``(rows, trees)`` array of node
+    indices, instead of a few operations per tree and level. Thresholds are
+    compared as the trees were grown (``x <= threshold`` goes left); for
+    ``float32`` inputs they are rounded down to ``float32``, which decides
+    every comparison exactly as in ``float64``.
+
+    Args:
+        trees: the trees, each at most ``MAX_STACK_DEPTH`` deep.
+        values: per tree, what each of its nodes holds ``(n_nodes, k)`` (the
+            caller's columns, already aligned).
+    """
+
+    def __init__(self, trees: Sequence[FlatTree], values: Sequence[NDArray[np.float64]]) -> None:
+        depth = max((t.depth for t in trees), default=0)
+        if depth > MAX_STACK_DEPTH:
+            raise ValueError(f"trees of depth {depth} are too deep to stack")
+        self.depth = depth
+        self.n_trees = len(trees)
+        stride = 1 << depth  # internal nodes per tree, 2**D - 1, plus one unused
+        n = len(trees)
+        feature = np.zeros((n, stride), dtype=np.intp)
+        threshold = np.full((n, stride), np.inf)
+        leaves = np.zeros((n, stride), dtype=np.intp)
+        for i, tree in enumerate(trees):
+            pos = np.zeros(1, dtype=np.intp)  # the tree's node at each perfect position
+            for level in range(depth):
+                inner = tree.left[pos] >= 0
+                first = (1 << level) - 1
+                feature[i, first : first + len(pos)] = np.where(inner, tree.feature[pos], 0)
+                threshold[i, first : first + len(pos)] = np.where(
+                    inner, tree.threshold[pos], np.inf
+                )
+                children = np.empty(2 * len(pos), dtype=np.intp)
+                children[0::2] = np.where(inner, tree.left[pos], pos)
+                children[1::2] = np.where(inner, tree.right[pos], pos)
+                pos = children
+            leaves[i] = pos
+        self._feature = feature.reshape(-1).astype(np.int32)
+        self._thr64 = threshold.reshape(-1)
+        # The largest float32 <= each threshold: float32 x > it exactly when x > threshold.
+        thr32 = self._thr64.astype(np.float32)
+        over = thr32.astype(np.float64) > self._thr64
+        thr32[over] = np.nextafter(thr32[over], np.float32(-np.inf))
+        self._thr32 = thr32
+        k = values[0].shape[1] if len(values) else 0
+        self.values = np.zeros((n * stride, k), dtype=np.float64)
+        for i, value in enumerate(values):
+            self.values[i * stride : (i + 1) * stride] = value[leaves[i]]
+        # Index arithmetic on global node numbers g = tree * stride + p: the child of g
+        # is 2 g + 1 + go - tree * stride.
+        self._step = (1 - np.arange(n, dtype=np.int32) * stride)[None, :]
+        self._base = (np.arange(n, dtype=np.int32) * stride)[None, :]
+
+    def _walk(self, X: NDArray[np.floating[Any]]) -> Iterator[tuple[int, NDArray[np.int32]]]:
+        """``(start, leaves)`` for each chunk of rows: ``leaves[i, t]`` is a row of ``values``."""
+        n, d = X.shape
+        if not n or not self.n_trees:
+            return
+        thr = self._thr32 if X.dtype == np.float32 else self._thr64
+        # Values are read straight from X's memory, row- or column-major, without a copy.
+        if not (X.flags.c_contiguous or X.flags.f_contiguous):
+            X = np.ascontiguousarray(X)
+        flat = X.reshape(-1, order="A")
+        row_step, col_step = (d, 1) if X.flags.c_contiguous else (1, n)
+        feature = self._feature * np.int32(col_step) if col_step != 1 else self._feature
+        if max(n * row_step, d * col_step) >= 2**31:
+            feature = feature.astype(np.intp)
+        first_leaf = (1 << self.depth) - 1
+        for start in range(0, n, _CHUNK):
+            m = min(_CHUNK, n - start)
+            rows = (np.arange(start, start + m, dtype=feature.dtype) * row_step)[:, None]
+            g = np.repeat(self._base, m, axis=0)
+            f = np.empty(g.shape, dtype=feature.dtype)
+            th = np.empty(g.shape, dtype=thr.dtype)
+            xv = np.empty(g.shape, dtype=X.dtype)
+            go = np.empty(g.shape, dtype=np.bool_)
+            for _ in range(self.depth):
+                np.take(feature, g, out=f)
+                np.take(thr, g, out=th)
+                f += rows
+                np.take(flat, f, out=xv)
+                np.greater(xv, th, out=go)
+                g *= 2
+                g += self._step
+                g += go
+            g -= first_leaf
+            yield start, g
+
+    def leaves(self, X: NDArray[np.floating[Any]]) -> NDArray[np.intp]:
+        """Row ``i``, column ``t``: the row of ``values`` that tree ``t`` gives ``X[i]``."""
+        out = np.empty((len(X), self.n_trees), dtype=np.intp)
+        for start, g in self._walk(X):
+            out[start : start + len(g)] = g
+        return out
+
+    def sum_values(self, X: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+        """The trees' values for every row, summed over the trees: ``(n, k)``."""
+        k = self.values.shape[1]
+        out = np.zeros((len(X), k))
+        flat = self.values[:, 0] if k == 1 else self.values
+        for start, g in self._walk(X):
+            # Gathered chunk by chunk, while the leaves are still in cache.
+            part = flat[g].sum(axis=1)
+            out[start : start + len(g)] = part[:, None] if k == 1 else part
+        return out
+
+
 class SlidingForest(OnlineClassifier):
     """A random forest over a sliding window of trees, registered as ``rf``.
 
@@ -130,8 +249,14 @@ class SlidingForest(OnlineClassifier):
     ``n_trees`` is dropped. So the forest follows drift, and the work per
     batch is bounded by ``max_samples`` rows and ``n_trees`` trees however
     long the stream runs (``cost.last_samples_fitted``, ``cost.units``).
-    Prediction averages the trees' class shares, aligned on ``classes_``
-    (a tree knows only the classes it was fitted on).
+    A pool larger than ``max_samples`` is sampled evenly over its labels
+    (``OnlineClassifier._fit_rows``), so a rare attack is not drowned out.
+
+    Prediction averages the trees' class shares, aligned on ``classes_``, each
+    class over the trees that know it: a tree fitted before a class first
+    appeared has no opinion on it (as in Learn++.NC, Muhlbaier et al. 2009),
+    where a plain average would let every older tree vote against it until it
+    slid out of the window. The shares are then normalised to sum to 1.
 
     Args:
         n_trees: trees kept.
@@ -146,9 +271,9 @@ class SlidingForest(OnlineClassifier):
     def __init__(
         self,
         *,
-        n_trees: int = 10,
-        max_depth: int = 12,
-        max_samples: int = 4096,
+        n_trees: int = 8,
+        max_depth: int = 10,
+        max_samples: int = 2048,
         min_samples: int = 256,
         max_features: str | None = "sqrt",
         classes: Sequence[str] | None = None,
@@ -164,6 +289,15 @@ class SlidingForest(OnlineClassifier):
         self._trees_fitted = 0
         self._pool_X: list[NDArray[np.float64]] = []
         self._pool_codes: list[NDArray[np.intp]] = []
+        # The trees stacked for prediction, rebuilt when a tree or a label is added.
+        self._stack: TreeStack | None = None
+        self._stack_key: tuple[int, int] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The stack is derived from the trees: never saved, rebuilt (from checked trees).
+        state = dict(self.__dict__)
+        state["_stack"] = state["_stack_key"] = None
+        return state
 
     @property
     def has_proba(self) -> bool:
@@ -191,8 +325,8 @@ class SlidingForest(OnlineClassifier):
         # A fresh generator per tree, derived from (seed, tree number): no
         # generator state to save, and a reloaded model continues identically.
         rng = np.random.default_rng([self.seed, self._trees_fitted])
-        if len(pool_codes) > self.max_samples:
-            keep = rng.choice(len(pool_codes), size=self.max_samples, replace=False)
+        keep = self._fit_rows(pool_codes, self.max_samples)
+        if keep is not None:
             pool_X, pool_codes = pool_X[keep], pool_codes[keep]
         self._trees.append(self._fit_tree(pool_X, pool_codes, int(rng.integers(2**31 - 1))))
         self._trees_fitted += 1
@@ -212,15 +346,37 @@ class SlidingForest(OnlineClassifier):
     def _ready(self) -> bool:
         return bool(self._trees)
 
+    def _stacked(self) -> TreeStack | None:
+        """The trees as one ``TreeStack`` (None if they are too deep to stack)."""
+        key = (self._trees_fitted, len(self._labels))
+        if getattr(self, "_stack_key", None) != key:
+            self._stack, self._stack_key = None, key
+            if max(t.depth for t in self._trees) <= MAX_STACK_DEPTH:
+                values = []
+                for tree in self._trees:
+                    value = np.zeros((len(tree.value), len(self._labels)))
+                    value[:, tree.columns] = tree.value
+                    values.append(value)
+                self._stack = TreeStack(self._trees, values)
+        return self._stack
+
     def predict_proba_many(self, X: ArrayLike) -> NDArray[np.float64]:
         """The trees' class shares averaged, ``float64[n, len(classes_)]``."""
-        X64 = self._check_x(X)
-        if not self._ready() or len(X64) == 0:
-            return self._fallback_proba(len(X64))
-        proba = np.zeros((len(X64), len(self._labels)))
+        Xf = self._check_x(X)
+        if not self._ready() or len(Xf) == 0:
+            return self._fallback_proba(len(Xf))
+        stack = self._stacked()
+        if stack is not None:
+            proba = stack.sum_values(Xf)
+        else:
+            proba = np.zeros((len(Xf), len(self._labels)))
+            for tree in self._trees:
+                proba[:, tree.columns] += tree.value[tree.apply(Xf)]
+        voters = np.zeros(len(self._labels))
         for tree in self._trees:
-            proba[:, tree.columns] += tree.value[tree.apply(X64)]
-        proba /= len(self._trees)
+            voters[tree.columns] += 1.0
+        proba /= np.maximum(voters, 1.0)
+        proba /= proba.sum(axis=1, keepdims=True)
         return proba
 
     def _check_state(self) -> None:

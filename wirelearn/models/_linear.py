@@ -9,11 +9,18 @@ the next spare row. When the spares run out the rows are copied into a larger
 table (see ``_SGDFamily._grow``). Keeping ``capacity >= 3`` also keeps
 scikit-learn in its multiclass mode, so one class, two classes and many
 classes go through the same code.
+
+Cost per mini-batch is bounded: each learner fits at most ``max_fit`` frames
+of a batch (sampled evenly over the batch's labels, see
+``OnlineClassifier._fit_rows``) in its one ``partial_fit`` call, and predicts
+with one matrix product in the input's own precision (``float32`` from the
+feature pipeline), without scikit-learn's per-call validation.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -28,9 +35,11 @@ from wirelearn.models._base import (
     check_choice,
     check_float,
     check_int,
+    check_outputs,
 )
 
 __all__ = [
+    "MAX_FIT",
     "KernelSVM",
     "LinearSGD",
     "OnlineLogistic",
@@ -43,11 +52,51 @@ PENALTIES = ("l2", "l1", "elasticnet", None)
 LEARNING_RATES = ("optimal", "constant", "invscaling", "adaptive")
 #: Losses whose scores scikit-learn turns into probabilities.
 _PROBA_LOSSES = ("log_loss", "modified_huber")
+#: Default bound on the frames one ``learn_many`` fits.
+MAX_FIT = 1024
+
+
+def _check_max_fit(max_fit: int | None) -> int | None:
+    return None if max_fit is None else check_int("max_fit", max_fit, low=1)
 
 
 def _capacity(n_labels: int) -> int:
     """Rows to allocate for ``n_labels``: at least one spare, at least three in all."""
     return max(3, n_labels + 1 + n_labels // 4)
+
+
+def rbf_map(transformer: Any, X: NDArray[Any], weights: NDArray[Any] | None = None) -> NDArray[Any]:
+    """A fitted ``RBFSampler`` or ``Nystroem`` applied to ``X`` in ``X``'s own precision.
+
+    What scikit-learn's ``transform`` computes, as one matrix product and a few
+    in-place operations, without its per-call checks (the caller checks ``X``).
+    RFF: ``sqrt(2 / m) * cos(X @ W + b)``. Nystroem: ``exp(-gamma * |x - c|^2)``
+    for every landmark ``c``, times the normalisation matrix ``N``.
+
+    With ``weights`` (``(m, k)``), returns the map times ``weights``: a linear
+    model's scores. For Nystroem that is ``K @ (N @ weights)``, which saves the
+    ``(n, m) @ (m, m)`` product with the normalisation matrix.
+    """
+    dtype = X.dtype
+    if isinstance(transformer, RBFSampler):
+        m = transformer.random_weights_.shape[1]
+        Z: NDArray[Any] = X @ transformer.random_weights_.astype(dtype, copy=False)
+        Z += transformer.random_offset_.astype(dtype, copy=False)
+        np.cos(Z, out=Z)
+        Z *= dtype.type(math.sqrt(2.0 / m))
+        return Z if weights is None else Z @ weights.astype(dtype, copy=False)
+    landmarks = transformer.components_.astype(dtype, copy=False)
+    d2 = X @ landmarks.T
+    d2 *= dtype.type(-2.0)
+    d2 += np.einsum("ij,ij->i", X, X)[:, None]
+    d2 += np.einsum("ij,ij->i", landmarks, landmarks)[None, :]
+    np.maximum(d2, 0.0, out=d2)
+    d2 *= dtype.type(-transformer.gamma)
+    np.exp(d2, out=d2)
+    norm = transformer.normalization_.T
+    right = norm if weights is None else norm @ weights
+    K: NDArray[Any] = d2 @ right.astype(dtype, copy=False)
+    return K
 
 
 def _check_rate(learning_rate: str, alpha: float, eta0: float) -> None:
@@ -68,6 +117,8 @@ class _SGDFamily(OnlineClassifier):
         super().__init__(classes=classes, seed=seed)
         self._est: Any = None
         self._capacity = 0
+        #: Set by subclasses: the most frames one ``learn_many`` fits (None: all).
+        self.max_fit: int | None = None
 
     @abc.abstractmethod
     def _new_estimator(self) -> Any:
@@ -82,17 +133,27 @@ class _SGDFamily(OnlineClassifier):
         return self._loss_name in _PROBA_LOSSES
 
     def learn_many(self, X: ArrayLike, y: ArrayLike) -> None:
-        """Learn from one mini-batch with a single ``partial_fit`` call.
+        """Learn from one mini-batch with a single ``partial_fit`` call (of at most ``max_fit`` frames).
 
         Args:
             X: ``float[n, d]`` features (not modified).
             y: ``object[n]`` string labels (not modified).
         """
-        batch = self._begin_learn(X, y)
+        batch = self._begin_learn(X, y, limit=self.max_fit)
         if batch is not None:
-            self._fit_codes(*batch)
+            self._fit_codes(self._inputs(batch[0]), batch[1])
 
-    def _fit_codes(self, X: NDArray[np.float64], codes: NDArray[np.intp]) -> None:
+    def _inputs(self, X: NDArray[Any]) -> NDArray[Any]:
+        """What the linear model sees of ``X`` (the kernel SVM maps it first)."""
+        return X
+
+    def _project(self, X: NDArray[Any], weights: NDArray[Any]) -> NDArray[Any]:
+        """``_inputs(X) @ weights``, in ``X``'s precision."""
+        out: NDArray[Any] = X @ weights.astype(X.dtype, copy=False)
+        return out
+
+    def _fit_codes(self, X: NDArray[Any], codes: NDArray[np.intp]) -> None:
+        X = np.ascontiguousarray(X, dtype=np.float64)
         n_labels = len(self._labels)
         if self._est is None:
             self._capacity = _capacity(n_labels)
@@ -127,17 +188,27 @@ class _SGDFamily(OnlineClassifier):
     def _ready(self) -> bool:
         return self._est is not None
 
-    def _scores(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Decision values for the known labels only (spare rows dropped)."""
-        scores: NDArray[np.float64] = self._est.decision_function(X)
-        return scores[:, : len(self._labels)]
+    def _scores(self, X: NDArray[Any]) -> NDArray[Any]:
+        """Decision values for the known labels only (spare rows dropped).
 
-    def predict_many(self, X: ArrayLike) -> NDArray[np.object_]:
-        """Predicted labels, ``object[n]``: the label with the largest decision value."""
-        X64 = self._check_x(X)
-        if not self._ready() or len(X64) == 0:
-            return self._fallback_labels(len(X64))
-        return self._decode(np.argmax(self._scores(X64), axis=1))
+        ``X @ coef_.T + intercept_`` as scikit-learn's ``decision_function``
+        computes it, in ``X``'s precision and without its per-call checks.
+        """
+        k = len(self._labels)
+        scores = self._project(X, self._est.coef_[:k].T)
+        scores += self._est.intercept_[:k].astype(scores.dtype, copy=False)
+        check_outputs(scores, X)
+        # A label known up front but never learned is never predicted: its row only
+        # learned "not this class", and would otherwise win where every score is low.
+        scores[:, self._counts[:k] == 0] = -np.inf
+        return scores
+
+    _checks_outputs = True
+
+    def _predict_codes(self, X: NDArray[Any]) -> NDArray[np.intp]:
+        """The label with the largest decision value."""
+        codes: NDArray[np.intp] = np.argmax(self._scores(X), axis=1)
+        return codes
 
     def predict_proba_many(self, X: ArrayLike) -> NDArray[np.float64]:
         """Class probabilities for ``log_loss`` and ``modified_huber``, as scikit-learn computes them.
@@ -200,6 +271,8 @@ class LinearSGD(_SGDFamily):
         alpha: regularisation strength.
         learning_rate: ``"optimal"``, ``"constant"``, ``"invscaling"`` or ``"adaptive"``.
         eta0: initial learning rate (unused by ``"optimal"``).
+        max_fit: the most frames one ``learn_many`` fits (sampled evenly over the
+            batch's labels); None fits every frame.
         classes: labels known up front.
         seed: random seed (shuffling inside each batch).
     """
@@ -212,10 +285,12 @@ class LinearSGD(_SGDFamily):
         alpha: float = 1e-4,
         learning_rate: str = "optimal",
         eta0: float = 0.01,
+        max_fit: int | None = MAX_FIT,
         classes: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(classes=classes, seed=seed)
+        self.max_fit = _check_max_fit(max_fit)
         self.loss = check_choice("loss", loss, SGD_LOSSES)
         self.penalty = check_choice("penalty", penalty, PENALTIES)
         self.alpha = check_float("alpha", alpha, low=0.0)
@@ -246,6 +321,8 @@ class OnlineLogistic(_SGDFamily):
         alpha: regularisation strength.
         learning_rate: ``"optimal"``, ``"constant"``, ``"invscaling"`` or ``"adaptive"``.
         eta0: initial learning rate (unused by ``"optimal"``).
+        max_fit: the most frames one ``learn_many`` fits (sampled evenly over the
+            batch's labels); None fits every frame.
         classes: labels known up front.
         seed: random seed.
     """
@@ -259,10 +336,12 @@ class OnlineLogistic(_SGDFamily):
         alpha: float = 1e-4,
         learning_rate: str = "optimal",
         eta0: float = 0.01,
+        max_fit: int | None = MAX_FIT,
         classes: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(classes=classes, seed=seed)
+        self.max_fit = _check_max_fit(max_fit)
         self.penalty = check_choice("penalty", penalty, PENALTIES)
         self.alpha = check_float("alpha", alpha, low=0.0)
         self.learning_rate = learning_rate
@@ -290,6 +369,8 @@ class PassiveAggressive(_SGDFamily):
     Args:
         C: aggressiveness (PA-I: the largest step; PA-II: the regulariser).
         variant: ``"pa1"`` or ``"pa2"``.
+        max_fit: the most frames one ``learn_many`` fits (sampled evenly over the
+            batch's labels); None fits every frame.
         classes: labels known up front.
         seed: random seed.
     """
@@ -299,10 +380,12 @@ class PassiveAggressive(_SGDFamily):
         *,
         C: float = 1.0,
         variant: str = "pa1",
+        max_fit: int | None = MAX_FIT,
         classes: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(classes=classes, seed=seed)
+        self.max_fit = _check_max_fit(max_fit)
         self.C = check_float("C", C, low=0.0, low_open=True)
         self.variant = check_choice("variant", variant, ("pa1", "pa2"))
 
@@ -327,6 +410,8 @@ class OnlinePerceptron(_SGDFamily):
         penalty: ``"l2"``, ``"l1"``, ``"elasticnet"`` or ``None``.
         alpha: regularisation strength (used only with a penalty).
         eta0: learning rate.
+        max_fit: the most frames one ``learn_many`` fits (sampled evenly over the
+            batch's labels); None fits every frame.
         classes: labels known up front.
         seed: random seed.
     """
@@ -339,10 +424,12 @@ class OnlinePerceptron(_SGDFamily):
         penalty: str | None = None,
         alpha: float = 1e-4,
         eta0: float = 1.0,
+        max_fit: int | None = MAX_FIT,
         classes: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(classes=classes, seed=seed)
+        self.max_fit = _check_max_fit(max_fit)
         self.penalty = check_choice("penalty", penalty, PENALTIES)
         self.alpha = check_float("alpha", alpha, low=0.0)
         self.eta0 = check_float("eta0", eta0, low=0.0, low_open=True)
@@ -357,17 +444,29 @@ class KernelSVM(_SGDFamily):
     """An RBF-kernel SVM made online, registered as ``svm``.
 
     The first ``warmup_frames`` frames are buffered; on them an RBF kernel
-    approximation is fitted once (``Nystroem``, which samples landmark frames,
-    or ``RBFSampler``, random Fourier features), and from then on every batch
+    approximation is fitted once (``RBFSampler``, random Fourier features, or
+    ``Nystroem``, which samples landmark frames), and from then on every batch
     is mapped through it and learned by hinge-loss SGD. Until the warm-up is
     over the model predicts the majority class seen so far.
+
+    Random Fourier features are the default: they depend on the data only
+    through ``gamma``, so they need a short warm-up and represent traffic that
+    looks nothing like the warm-up frames (an attack that starts later) as
+    well as the rest; Nystroem landmarks drawn from attack-free early traffic
+    map every later attack frame close to zero. The map is applied in the
+    input's precision (``float32`` from the feature pipeline) with one matrix
+    product, the same way for learning and prediction.
 
     Args:
         n_components: dimension of the kernel approximation.
         gamma: RBF width; ``None`` means ``1 / (d * var(X))`` on the warm-up frames.
-        approximation: ``"nystroem"`` or ``"rff"``.
-        warmup_frames: frames buffered before the approximation is fitted.
+        approximation: ``"rff"`` or ``"nystroem"``.
+        warmup_frames: frames buffered before the approximation is fitted
+            (Nystroem draws its landmarks among them, so needs at least
+            ``n_components``).
         alpha: regularisation strength of the SGD.
+        max_fit: the most frames one ``learn_many`` fits (sampled evenly over the
+            batch's labels); None fits every frame.
         classes: labels known up front.
         seed: random seed (landmarks or Fourier features, and SGD shuffling).
     """
@@ -375,18 +474,19 @@ class KernelSVM(_SGDFamily):
     def __init__(
         self,
         *,
-        n_components: int = 100,
+        n_components: int = 64,
         gamma: float | None = None,
-        approximation: str = "nystroem",
-        warmup_frames: int = 2000,
+        approximation: str = "rff",
+        warmup_frames: int = 256,
         alpha: float = 1e-4,
+        max_fit: int | None = MAX_FIT,
         classes: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(classes=classes, seed=seed)
         self.n_components = check_int("n_components", n_components, low=1)
         self.gamma = None if gamma is None else check_float("gamma", gamma, low=0.0, low_open=True)
-        self.approximation = check_choice("approximation", approximation, ("nystroem", "rff"))
+        self.approximation = check_choice("approximation", approximation, ("rff", "nystroem"))
         self.warmup_frames = check_int("warmup_frames", warmup_frames, low=1)
         if approximation == "nystroem" and warmup_frames < n_components:
             # Nystroem picks its landmarks among the warm-up frames.
@@ -395,6 +495,7 @@ class KernelSVM(_SGDFamily):
                 "with approximation='nystroem'"
             )
         self.alpha = check_float("alpha", alpha, low=0.0, low_open=True)
+        self.max_fit = _check_max_fit(max_fit)
         self._transformer: Any = None
         self._buffer_X: list[NDArray[np.float64]] = []
         self._buffer_codes: list[NDArray[np.intp]] = []
@@ -409,14 +510,16 @@ class KernelSVM(_SGDFamily):
             X: ``float[n, d]`` features (not modified).
             y: ``object[n]`` string labels (not modified).
         """
+        if self._transformer is not None:
+            batch = self._begin_learn(X, y, limit=self.max_fit)
+            if batch is not None:
+                self._fit_codes(self._inputs(batch[0]), batch[1])
+            return
         batch = self._begin_learn(X, y)
         if batch is None:
             return
         X64, codes = batch
-        if self._transformer is not None:
-            self._fit_codes(self._transformer.transform(X64), codes)
-            return
-        self._buffer_X.append(X64.copy())
+        self._buffer_X.append(np.array(X64, dtype=np.float64))
         self._buffer_codes.append(codes)
         if self._n_learned < self.warmup_frames:
             return
@@ -424,7 +527,10 @@ class KernelSVM(_SGDFamily):
         warm_codes = np.concatenate(self._buffer_codes)
         self._buffer_X, self._buffer_codes = [], []
         self._transformer = self._fit_transformer(warm_X)
-        self._fit_codes(self._transformer.transform(warm_X), warm_codes)
+        rows = self._fit_rows(warm_codes, self.max_fit)
+        if rows is not None:
+            warm_X, warm_codes = warm_X[rows], warm_codes[rows]
+        self._fit_codes(self._inputs(warm_X), warm_codes)
 
     def _fit_transformer(self, X: NDArray[np.float64]) -> Any:
         gamma = self.gamma
@@ -441,8 +547,11 @@ class KernelSVM(_SGDFamily):
             )
         return transformer.fit(X)
 
-    def _scores(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        return super()._scores(self._transformer.transform(X))
+    def _inputs(self, X: NDArray[Any]) -> NDArray[Any]:
+        return rbf_map(self._transformer, X)
+
+    def _project(self, X: NDArray[Any], weights: NDArray[Any]) -> NDArray[Any]:
+        return rbf_map(self._transformer, X, weights)
 
     def _coef_width(self) -> int | None:
         return self.n_components
@@ -452,13 +561,21 @@ class KernelSVM(_SGDFamily):
         if (self._est is None) != (self._transformer is None):
             raise ModelError("saved KernelSVM has a classifier without its kernel map")
         if self._transformer is not None:
-            n_in = getattr(self._transformer, "n_features_in_", None)
-            if n_in != self._n_features:
+            tr, d, m = self._transformer, self._n_features, self.n_components
+            n_in = getattr(tr, "n_features_in_", None)
+            if n_in != d:
                 raise ModelError("saved KernelSVM kernel map does not match its feature count")
+            # ``_inputs`` reads these arrays directly: their shapes must be what it expects.
+            if self.approximation == "rff":
+                shapes = [(tr.random_weights_, (d, m)), (tr.random_offset_, (m,))]
+            else:
+                shapes = [(tr.components_, (m, d)), (tr.normalization_, (m, m))]
+            if not all(isinstance(a, np.ndarray) and a.shape == shape for a, shape in shapes):
+                raise ModelError("saved KernelSVM kernel map has arrays of the wrong shape")
 
     @classmethod
     def _unit_test_params(cls) -> list[dict[str, Any]]:
         return [
-            {"n_components": 30, "warmup_frames": 300},
-            {"n_components": 100, "warmup_frames": 300, "approximation": "rff", "gamma": 0.02},
+            {"n_components": 30, "warmup_frames": 300, "approximation": "nystroem"},
+            {"n_components": 100, "warmup_frames": 300, "gamma": 0.02},
         ]

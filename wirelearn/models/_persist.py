@@ -243,7 +243,8 @@ def save_models(
     manifest = ModelManifest(names, tuple(entries), wirelearn.__version__)
     root = Path(directory)
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        # Not group/world-writable whatever the umask: nobody else may swap a model in.
+        root.mkdir(mode=0o755, parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(
             f"cannot create directory: {exc.strerror or exc}", path=str(root)
@@ -268,7 +269,9 @@ def save_models(
     }
     path = root / MANIFEST_NAME
     try:
-        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(document, indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write manifest: {exc.strerror or exc}", path=str(path)) from exc
     return manifest
