@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import struct
 from types import TracebackType
 from typing import BinaryIO
@@ -163,8 +164,51 @@ def _map_os_error(exc: OSError, path: str) -> OutputError:
     return OutputError(exc.strerror or str(exc), path=path)
 
 
+def _open_private(path: str) -> int:
+    """Open ``path`` for a capture: created 0600, never written through a symlink to a file.
+
+    Captures hold other people's traffic, so they are created private (as dumpcap
+    does), and an existing file keeps no wider permissions. A symbolic link is
+    refused unless it leads to a pipe or a device (``/dev/stdout``): run as root in a
+    shared directory, ``-w`` must not be steered into ``/etc/passwd``. The check is
+    made on the opened file itself (``O_NOFOLLOW``, then ``fstat``), so there is no
+    window between checking and opening.
+    """
+    flags = os.O_WRONLY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise _map_os_error(exc, path) from exc
+        refused = OutputError(
+            "is a symbolic link: refusing to write a capture through it "
+            "(name the file itself, or remove the link)",
+            path=path,
+        )
+        try:
+            # Opened without O_TRUNC: a regular file behind the link is left untouched.
+            fd = os.open(path, flags)
+        except OSError as exc2:
+            raise refused from exc2
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise refused from exc
+        return fd
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        # An existing file keeps its mode on O_TRUNC: make it private too.
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)
+    return fd
+
+
 class Writer:
     """Base of the capture writers: a file (or stream), written batch by batch.
+
+    A file the writer opened is written without a user-space buffer, so it always
+    knows how much reached the disk: when a write fails (disk full), the file is cut
+    back to the end of the last whole record and stays a valid capture, and the
+    writer refuses further writes.
 
     Args:
         target: a path, or a binary file object the writer does not own.
@@ -177,14 +221,12 @@ class Writer:
         self.flush_every_batch = flush_every_batch
         self.frames = 0
         self._owned = not hasattr(target, "write")
+        self._size = 0
+        self._kept = 0
+        self._failed: OutputError | None = None
         if self._owned:
             self.path = os.fspath(target)  # type: ignore[arg-type]
-            try:
-                # Captures hold other people's traffic: create them private, as dumpcap does.
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                self._file: BinaryIO = os.fdopen(fd, "wb")
-            except OSError as exc:
-                raise _map_os_error(exc, self.path) from exc
+            self._file: BinaryIO = os.fdopen(_open_private(self.path), "wb", buffering=0)
         else:
             self.path = getattr(target, "name", "<stream>")
             if not isinstance(self.path, str):
@@ -192,17 +234,52 @@ class Writer:
             self._file = target  # type: ignore[assignment]
         self._closed = False
 
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: bytes, ends: NDArray[np.int64] | None = None) -> None:
+        """Write ``data`` (whole records), keeping the file valid if the write fails.
+
+        Args:
+            data: whole records (and headers) to append.
+            ends: the offset in ``data`` just past each record; None for one unit.
+
+        Raises:
+            OutputError: the write failed; the file then ends at the last whole record.
+        """
+        if self._failed is not None:
+            raise self._failed
+        if not self._owned:
+            try:
+                self._file.write(data)
+                if self.flush_every_batch:
+                    self._file.flush()
+            except OSError as exc:
+                raise _map_os_error(exc, self.path) from exc
+            return
+        view = memoryview(data)
+        done = 0
+        fd = self._file.fileno()
         try:
-            self._file.write(data)
-            if self.flush_every_batch:
-                self._file.flush()
+            while done < len(data):
+                done += os.write(fd, view[done:])
         except OSError as exc:
-            raise _map_os_error(exc, self.path) from exc
+            marks = ends if ends is not None else np.array([len(data)], dtype=np.int64)
+            whole = int(np.searchsorted(marks, done, side="right"))
+            keep = int(marks[whole - 1]) if whole else 0
+            with contextlib.suppress(OSError):
+                # Drop the part of a record that did not fit: the file stays readable.
+                os.ftruncate(fd, self._size + keep)
+            self._size += keep
+            self._kept = keep
+            self._failed = _map_os_error(exc, self.path)
+            raise self._failed from exc
+        self._size += len(data)
 
     def write(self, batch: FrameBatch) -> None:
         """Append every frame of ``batch``."""
         raise NotImplementedError  # each format encodes differently
+
+    def _whole_frames(self, frame_ends: NDArray[np.int64]) -> int:
+        """Frames of the batch whose write failed that are in the file whole."""
+        return int(np.searchsorted(frame_ends, self._kept, side="right"))
 
     def close(self) -> None:
         """Flush and close (the file is only closed if the writer opened it)."""
@@ -210,9 +287,13 @@ class Writer:
             return
         self._closed = True
         try:
-            self._file.flush()
             if self._owned:
-                os.fsync(self._file.fileno())
+                fd = self._file.fileno()
+                # Pipes and devices (-w /dev/stdout) cannot be synced (EINVAL): files only.
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.fsync(fd)
+            else:
+                self._file.flush()
         except OSError as exc:
             raise _map_os_error(exc, self.path) from exc
         finally:
@@ -260,7 +341,12 @@ class PcapWriter(Writer):
                 "frames of several link types cannot share a pcap file; write .pcapng instead",
                 path=self.path,
             )
-        self._emit(encode_pcap_records(batch, nanosecond=self.nanosecond))
+        ends = np.cumsum(batch.caplen + 16)
+        try:
+            self._emit(encode_pcap_records(batch, nanosecond=self.nanosecond), ends)
+        except OutputError:
+            self.frames += self._whole_frames(ends)
+            raise
         self.frames += len(batch)
 
     def close(self) -> None:
@@ -286,16 +372,27 @@ class PcapngWriter(Writer):
             return
         ifaces = batch.interfaces or (Interface(linktype=1),)
         head = b""
+        new: list[Interface] = []
         mapping = np.zeros(len(ifaces), dtype=np.int64)
         for i, itf in enumerate(ifaces):
             if itf not in self._ids:
                 self._ids[itf] = len(self._ids)
                 head += encode_pcapng_idb(itf)
+                new.append(itf)
             mapping[i] = self._ids[itf]
         iface = np.clip(batch.iface, 0, len(ifaces) - 1)
         if not np.array_equal(iface, batch.iface):
             raise ValueError("FrameBatch.iface refers past its interface table")
-        self._emit(head + encode_pcapng_epbs(batch, mapping))
+        # Record ends: each IDB, then each EPB (32 bytes of header and trailer + padded data).
+        idb_ends = np.cumsum([len(encode_pcapng_idb(itf)) for itf in new], dtype=np.int64)
+        epb_ends = len(head) + np.cumsum(32 + (batch.caplen + 3) // 4 * 4)
+        try:
+            self._emit(
+                head + encode_pcapng_epbs(batch, mapping), np.concatenate([idb_ends, epb_ends])
+            )
+        except OutputError:
+            self.frames += self._whole_frames(epb_ends)
+            raise
         self.frames += len(batch)
 
 
