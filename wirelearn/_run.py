@@ -312,12 +312,15 @@ def run_learning(
     for msg in source.stats.warnings:
         result.warnings.append(msg)
     elapsed = time.monotonic() - t0
-    # The summary goes to stdout unless stdout carries per-frame records.
-    summary_to = sys.stderr if frame_out is not None else out
-    print_summary(result.final, summary_to)
-    if progress is not None and not use_ui:
-        _stderr(ProgressLine.line(result.final, elapsed))
-    post_errors = _after_run(args, setup, result)
+    try:
+        # The summary goes to stdout unless stdout carries per-frame records.
+        summary_to = sys.stderr if frame_out is not None else out
+        print_summary(result.final, summary_to)
+        if progress is not None and not use_ui:
+            _stderr(ProgressLine.line(result.final, elapsed))
+        post_errors = _after_run(args, setup, result)
+    finally:
+        signals.restore()
     for msg in dict.fromkeys(result.warnings):
         _stderr(f"wirelearn: warning: {msg}")
     if result.interrupted:

@@ -41,6 +41,14 @@ class StopSignals:
             signal.signal(signal.SIGTERM, self._handler)
 
     def __exit__(self, *exc: object) -> None:
+        # Once shutting down, the abort handlers stay until ``restore``: the summary,
+        # saved models and plots come after the ``with`` block and a second signal
+        # there must still abort with 130.
+        if not self.stopping:
+            self.restore()
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before (default Ctrl-C)."""
         if threading_is_main():
             for sig, old in self._old.items():
                 signal.signal(sig, old)

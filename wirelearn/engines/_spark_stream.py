@@ -808,16 +808,19 @@ def _run_stream(
         if handle is not None:
             with contextlib.suppress(Exception):
                 handle.close()
-    summary_to = sys.stderr if receiver.frame_out is not None else out
-    print_summary(result.final, summary_to)
-    elapsed = time.monotonic() - receiver.t0
-    print(
-        f"wirelearn: {receiver.micro_batches:,} micro-batches; "
-        + ProgressLine.line(result.final, elapsed),
-        file=sys.stderr,
-        flush=True,
-    )
-    post = _after_run(args, setup, result)
+    try:
+        summary_to = sys.stderr if receiver.frame_out is not None else out
+        print_summary(result.final, summary_to)
+        elapsed = time.monotonic() - receiver.t0
+        print(
+            f"wirelearn: {receiver.micro_batches:,} micro-batches; "
+            + ProgressLine.line(result.final, elapsed),
+            file=sys.stderr,
+            flush=True,
+        )
+        post = _after_run(args, setup, result)
+    finally:
+        signals.restore()  # kept abort-on-second-signal through the summary and saving
     if result.interrupted:
         print("wirelearn: stopped", file=sys.stderr)
     error = result.error or (post[0] if post else None)
