@@ -598,10 +598,6 @@ def check_gzip(case: tuple[bytes, bytes, str, int]) -> None:
 # --- target: resync (pcap streams over a noisy serial line) -----------------------------------------
 
 
-#: The first 8 bytes of a pcap header (magic, version 2.4), little- and big-endian.
-WHOLE_PCAP_HEADERS = (b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00", b"\xa1\xb2\xc3\xd4\x00\x02\x00\x04")
-
-
 @st.composite
 def resync_case(draw: st.DrawFn) -> tuple[bytes, list[int], list[bytes] | None]:
     """(stream, split points, the records when only non-record garbage was added)."""
@@ -622,9 +618,14 @@ def resync_case(draw: st.DrawFn) -> tuple[bytes, list[int], list[bytes] | None]:
             else:
                 parts.append(draw(st.binary(min_size=1, max_size=40)))
     data = b"".join(parts)
+    clean = kind == "clean-garbage"
     if draw(st.booleans()):
         data = draw(st.binary(max_size=30)) + data  # joined mid-stream
-    return data, draw(split_points), records if kind == "clean-garbage" else None
+        # Random bytes in front can forge a whole header of either byte order (the fuzzer
+        # finds "d4 c3 b2 a1 02 00 04 00" quickly): the real header is then garbage by
+        # design, and only the invariants that hold for any input are checked.
+        clean = False
+    return data, draw(split_points), records if clean else None
 
 
 def check_resync(case: tuple[bytes, list[int], list[bytes] | None]) -> None:
@@ -637,10 +638,8 @@ def check_resync(case: tuple[bytes, list[int], list[bytes] | None]) -> None:
     for f in got:
         assert f[3] in data, "a frame whose bytes are not in the input"
     assert dec.stats.discarded_bytes <= len(data)
-    # Only when the stream starts with the whole header (magic and version 2.4): a
-    # random prefix can forge a magic of the other byte order ("a1 b2 c3" + "d4"),
-    # and then the stream's real header is garbage by design.
-    if records is not None and data.startswith(WHOLE_PCAP_HEADERS):
+    if records is not None:
+        # The stream starts with its header and only 0xff runs were added between records.
         assert [f[3] for f in got] == records
 
 
