@@ -190,6 +190,34 @@ def test_scaling_moments_freeze_after_scale_frames() -> None:
     assert not np.array_equal(moving.scaler.mean_, mean)
 
 
+def test_fixed_moments_scale_column_by_column_exactly_like_the_matrix() -> None:
+    # Once the moments are fixed, transform scales each feature as it is computed; the
+    # result must be bit for bit what scaling the whole raw matrix gives.
+    batches = [
+        _garbage(1200, 7),
+        _fixture("mixed-lo.pcap"),
+        _fixture("ipv6-frag-http.pcap"),
+        _fixture("multi-linktype.pcapng"),
+        _garbage(3000, 8),
+    ]
+    pipe = FeaturePipeline(scale_frames=1000)
+    twin = FeaturePipeline(scale_frames=1000)
+    pipe.transform(batches[0])
+    twin.transform(batches[0])
+    for fb in batches[1:]:
+        x = pipe.transform(fb)
+        expect = twin.scaler.transform(twin.raw(fb))
+        assert x.dtype == np.float32 and x.shape == expect.shape
+        np.testing.assert_array_equal(x, expect)
+    # Non-finite inputs become 0.0 and large ones are clipped on this path too.
+    scaler = OnlineScaler(clip=3.0).partial_fit(np.array([[0.0, 0.0], [1.0, 2.0]]))
+    cols = [np.array([np.nan, np.inf, 100.0, 0.5]), np.array([True, False, True, True])]
+    np.testing.assert_array_equal(
+        scaler.transform_columns(iter(cols), 4, 2),
+        scaler.transform(np.stack(cols, axis=1).astype(float)),
+    )
+
+
 def test_mac_codes_for_the_dashboard() -> None:
     fb = _fixture("service-eapon1.pcap")
     pipe = FeaturePipeline()

@@ -31,6 +31,15 @@ def test_minibatches_close_on_size() -> None:
     assert np.concatenate([b.frame for b in out]).tolist() == list(range(1, 1001))
 
 
+def test_minibatches_of_the_source_batch_size_share_its_buffer() -> None:
+    # Readers yield batches of the mini-batch size: those pass through with no copy.
+    src = _batches(1000, 250)
+    out = list(minibatches(src, 250))
+    assert [len(b) for b in out] == [250] * 4
+    assert all(o.data is s.data for o, s in zip(out, src, strict=True))
+    assert _flat(out) == _flat(src)
+
+
 def test_minibatches_close_on_capture_time_interval() -> None:
     # 1 ms apart: a 0.05 s interval holds 50 frames, before the size of 1000 is reached.
     src = _batches(500, 64)

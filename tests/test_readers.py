@@ -962,6 +962,34 @@ def test_read_batches_closes_the_file() -> None:
     assert [len(b) for b in gen] == [4, 2]
 
 
+def test_plain_files_yield_full_batches_streams_yield_what_arrived(tmp_path: Path) -> None:
+    # A plain file's next chunk is always at hand, so its frames are held back across
+    # chunks until a batch is full; a stream yields what each chunk completes.
+    body = pcap_header() + b"".join(
+        pcap_record(frame(i, 60 + (i * 37) % 900), sec=SEC + i // 100, frac=i) for i in range(5000)
+    )
+    path = tmp_path / "many.pcap"
+    path.write_bytes(body)
+    with open_capture(path, batch_size=1000, chunk_size=4096) as src:
+        from_file = list(src)
+    with open_capture(io.BytesIO(body), batch_size=1000, chunk_size=4096) as src:
+        from_stream = list(src)
+    assert [len(b) for b in from_file] == [1000] * 5
+    assert len(from_stream) > 5 and max(len(b) for b in from_stream) < 1000
+    assert rows(from_file) == rows(from_stream)
+    assert np.concatenate([b.frame for b in from_file]).tolist() == list(range(1, 5001))
+    for b in from_file:
+        # Each batch owns a buffer of exactly its frames.
+        assert len(b.data) == b.nbytes and int(b.offsets[0]) == 0
+    # Holding is bounded in bytes as well as frames.
+    src = open_capture(path, batch_size=1000, chunk_size=4096)
+    src.decoder.hold_bytes = 50_000
+    with src:
+        capped = list(src)
+    assert all(b.nbytes < 50_000 + 4096 for b in capped) and len(capped) > 5
+    assert rows(capped) == rows(from_file)
+
+
 def test_close_twice_and_stop_early() -> None:
     src = open_capture(FIXTURES / "dhcp-arp-icmp.pcap", batch_size=10)
     it = iter(src)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from wirelearn.errors import ConfigError
 from wirelearn.features import FeatureBatch
 from wirelearn.features._stats import (
     DEFAULT_LAMBDAS,
+    DampedResult,
     DampedStats,
     KeyTable,
     TrafficStats,
@@ -127,21 +129,57 @@ def test_damped_stats_match_the_per_frame_reference(
         at += size
         got = stats.update(keys[s], valid[s], t[s], value=value[s], extras=extras[s])
         want = ref.update(keys[s], valid[s], t[s], value[s], extras[s])
-        assert got.mean is not None and got.std is not None and got.extras is not None
-        np.testing.assert_allclose(got.count, want["count"], rtol=1e-6, atol=1e-300)
-        np.testing.assert_allclose(got.mean, want["mean"], rtol=1e-6)
-        # The variance is a damped sum of non-negative terms (no E[x^2] - E[x]^2 cancellation):
-        # a standard deviation that is exactly 0 must come out as 0, not as rounding noise.
-        np.testing.assert_allclose(got.std, want["std"], rtol=1e-6, atol=1e-6)
-        constant = want["std"] == 0.0
-        assert (got.std[constant] < 1e-9).all()
-        np.testing.assert_allclose(
-            got.extras, want["extras"].transpose(0, 2, 1), rtol=1e-6, atol=1e-9
-        )
-        np.testing.assert_allclose(got.iat, want["iat"], rtol=1e-9, atol=1e-9)
-        np.testing.assert_array_equal(got.first_seen, want["first"])
-        np.testing.assert_array_equal(np.isnan(got.count[:, 0]), ~valid[s])
+        _assert_matches(got, want, valid[s])
     assert stats.evictions == 0
+
+
+def _assert_matches(got: DampedResult, want: dict[str, NDArray[Any]], valid: NDArray[Any]) -> None:
+    assert got.mean is not None and got.std is not None and got.extras is not None
+    np.testing.assert_allclose(got.count, want["count"], rtol=1e-6, atol=1e-300)
+    np.testing.assert_allclose(got.mean, want["mean"], rtol=1e-6)
+    # The variance is a damped sum of non-negative terms (no E[x^2] - E[x]^2 cancellation):
+    # a standard deviation that is exactly 0 must come out as 0, not as rounding noise.
+    np.testing.assert_allclose(got.std, want["std"], rtol=1e-6, atol=1e-6)
+    constant = want["std"] == 0.0
+    assert (got.std[constant] < 1e-9).all()
+    np.testing.assert_allclose(got.extras, want["extras"].transpose(0, 2, 1), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got.iat, want["iat"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(got.first_seen, want["first"])
+    np.testing.assert_array_equal(np.isnan(got.count[:, 0]), ~valid)
+
+
+@pytest.mark.parametrize("all_valid", [False, True])
+def test_damped_stats_of_a_scan_match_the_per_frame_reference(
+    all_valid: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Most frames from keys never seen before (a scan) take a direct path; busy keys, and
+    # scan keys that come back in a later batch, take the general one. Same statistics.
+    rng = np.random.default_rng(9)
+    sizes = [600, 900, 500]
+    n = sum(sizes)
+    keys, valid, t, value, extras = _stream(rng, n, 40, 1_700_000_000 * 10**9, 5.0)
+    scan = rng.random(n) < 0.7
+    keys[scan] = rng.integers(1, 2**62, int(scan.sum())).astype(np.uint64)
+    keys[1600:1650] = keys[100:150]  # back after a batch or two
+    if all_valid:
+        valid[:] = True
+    lone_calls: list[int] = []
+    lone = DampedStats._lone
+
+    def spy(self: DampedStats, r1: NDArray[np.int64], *args: Any) -> NDArray[np.float64]:
+        lone_calls.append(len(r1))
+        return lone(self, r1, *args)
+
+    monkeypatch.setattr(DampedStats, "_lone", spy)
+    stats = DampedStats(DEFAULT_LAMBDAS, track_value=True, extras=2, max_keys=10_000)
+    ref = ReferenceStats(DEFAULT_LAMBDAS, 2)
+    at = 0
+    for size in sizes:
+        s = slice(at, at + size)
+        at += size
+        got = stats.update(keys[s], valid[s], t[s], value=value[s], extras=extras[s])
+        _assert_matches(got, ref.update(keys[s], valid[s], t[s], value[s], extras[s]), valid[s])
+    assert len(lone_calls) == len(sizes) and min(lone_calls) > 200
 
 
 def test_rate_of_a_steady_stream_is_its_frame_rate() -> None:
@@ -355,6 +393,43 @@ def test_key_table_more_new_keys_than_room() -> None:
     assert (slots[:6] == -1).all() and (slots[6:] >= 0).all()
     with pytest.raises(ConfigError, match="max_keys"):
         KeyTable(0, max_keys=0)
+
+
+def test_key_table_agrees_with_a_dict_through_churn_and_rebuilds() -> None:
+    # Inserts, updates and evictions, through many hash index rebuilds and tombstones:
+    # lookups, values, sizes and eviction counts always match a plain dict model.
+    rng = np.random.default_rng(5)
+    max_keys = 300
+    table = KeyTable(2, max_keys=max_keys)
+    model: dict[int, tuple[int, float]] = {}  # key -> (recency, value)
+    clock = 0
+    evicted = 0
+    for step in range(80):
+        universe = 400 if step % 4 else 5000
+        # Unmixed keys (multiples of a small stride) must spread in the index too.
+        keys = np.unique(rng.integers(0, universe, rng.integers(1, 250))).astype(np.uint64)
+        keys *= np.uint64(0x1000)
+        slots = table.lookup(keys)
+        for k, slot in zip(keys.tolist(), slots.tolist(), strict=True):
+            assert (slot >= 0) == (k in model)
+            if slot >= 0:
+                assert table.values[slot, 0] == model[k][1]
+        last = clock + rng.permutation(len(keys)).astype(np.int64)
+        clock += len(keys)
+        values = rng.random((len(keys), 2))
+        out = table.store(keys, slots, last, values)
+        for k, t, v in zip(keys.tolist(), last.tolist(), values[:, 0].tolist(), strict=True):
+            model[k] = (t, v)
+        if len(model) > max_keys:
+            # Distinct recencies: the least recent ones go, whichever batch they came from.
+            order = sorted(model, key=lambda k: model[k][0])
+            for k in order[: len(model) - max_keys]:
+                del model[k]
+                evicted += 1
+        assert len(table) == len(model) and table.evictions == evicted
+        np.testing.assert_array_equal(table.keys(), sorted(model))
+        assert ((out >= 0) == np.isin(keys, list(model))).all()
+    assert table._tombs >= 0 and len(table._hslot) <= 8 * max_keys
 
 
 def _scan_batch(rng: np.random.Generator, n: int, t0: int) -> FeatureBatch:

@@ -85,6 +85,11 @@ class CaptureDecoder:
         format: ``"pcap"``, ``"pcapng"``, or None until the first bytes are seen.
         interfaces: the global interface table; ``FrameBatch.iface`` indexes it.
         offset: input bytes consumed: everything before it has been decoded.
+        hold_bytes: when more than 0, frames decoded at the end of the input fed so far
+            are held back (not yielded) until ``batch_size`` frames or this many bytes of
+            frames are ready, or ``finish()``; for inputs whose next chunk is always at
+            hand (a regular file), so that batches come out full. 0 (the default)
+            yields what is decoded at once, as a live stream needs.
     """
 
     def __init__(
@@ -118,8 +123,14 @@ class CaptureDecoder:
         self._fault: WirelearnError | None = None
         self._next_frame = 1
         self._finished = False
-        # Frames completed across a chunk boundary, waiting for the next batch.
-        self._carry: list[tuple[NDArray[np.uint8], Records]] = []
+        self.hold_bytes = 0
+        # Frames decoded but not yet yielded: their records, and their bytes already
+        # gathered (back to back) into the next batch's buffer.
+        self._recs: list[Records] = []
+        self._count = 0
+        self._out: NDArray[np.uint8] = np.zeros(0, dtype=np.uint8)
+        self._used = 0
+        self._avg = 256.0  # bytes per frame so far, to size the next batch's buffer
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -229,7 +240,7 @@ class CaptureDecoder:
                 arr = np.frombuffer(small, dtype=np.uint8)
                 step = parser.walk(small, arr, 0, len(small), base, self.batch_size, False)
                 if len(step.records):
-                    self._carry.append((arr, step.records))
+                    self._take(arr, step.records)
                 tail = small[step.pos :]
                 base += step.pos
                 self._need = step.need
@@ -243,13 +254,39 @@ class CaptureDecoder:
 
     # --- output --------------------------------------------------------------------------------
 
-    def _build(self, parts: list[tuple[NDArray[np.uint8], Records]]) -> FrameBatch:
-        rec = Records.concat([r for _, r in parts])
+    def _take(self, arr: NDArray[np.uint8], rec: Records) -> None:
+        """Add decoded frames to the next batch, copying their bytes at once (``arr`` is hot)."""
+        size = int(rec.caplen.sum())
+        need = self._used + size
+        if need > len(self._out):
+            # When holding frames for a full batch, room for the whole batch at the average
+            # frame size so far: the buffer is sized once, not grown chunk by chunk.
+            guess = 0
+            if self.hold_bytes:
+                guess = int(self._avg * 1.25 * max(self.batch_size - self._count, 0))
+                guess = min(guess, self.hold_bytes + need)
+            grown = np.empty(max(need, 2 * len(self._out), guess), dtype=np.uint8)
+            grown[: self._used] = self._out[: self._used]
+            self._out = grown
+        gather_frames(arr, rec.start, rec.caplen, out=self._out[self._used : need])
+        self._used = need
+        self._recs.append(rec)
+        self._count += len(rec)
+
+    def _build(self) -> FrameBatch:
+        rec = Records.concat(self._recs)
         n = len(rec)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(rec.caplen, out=offsets[1:])
-        pieces = [gather_frames(arr, r.start, r.caplen) for arr, r in parts]
-        data = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        data = self._out[: self._used]
+        if 2 * self._used < len(self._out):
+            data = data.copy()  # a short batch (the last one) keeps no oversized buffer
+        self._avg = 0.75 * self._avg + 0.25 * (self._used / max(n, 1))
+        # The batch owns the buffer: the next one starts a new one.
+        self._out = np.zeros(0, dtype=np.uint8)
+        self._used = 0
+        self._recs = []
+        self._count = 0
         batch = FrameBatch(
             frame=np.arange(self._next_frame, self._next_frame + n, dtype=np.int64),
             ts_ns=rec.ts_ns,
@@ -270,26 +307,21 @@ class CaptureDecoder:
         if parser is None:
             return
         self._merge(force=final)
-        parts = self._carry
-        self._carry = []
-        count = sum(len(r) for _, r in parts)
         if self._fault is not None:
             # Found while completing a record cut by a chunk boundary.
-            if count:
-                yield self._build(parts)
+            if self._count:
+                yield self._build()
             raise self._fault
         buf = self._buf
         arr = np.frombuffer(buf, dtype=np.uint8)
         end = len(buf)
         while True:
-            if count >= self.batch_size:
-                yield self._build(parts)
-                parts, count = [], 0
+            if self._count >= self.batch_size:
+                yield self._build()
             pos = self._pos
-            step = parser.walk(buf, arr, pos, end, self._base, self.batch_size - count, final)
+            step = parser.walk(buf, arr, pos, end, self._base, self.batch_size - self._count, final)
             if len(step.records):
-                parts.append((arr, step.records))
-                count += len(step.records)
+                self._take(arr, step.records)
             progressed = step.pos != pos or len(step.records) > 0
             if step.pos > end:
                 # The parser is dropping a record that is still arriving.
@@ -301,9 +333,19 @@ class CaptureDecoder:
             else:
                 self._pos = step.pos
             stop = bool(step.need or step.fault is not None or not progressed or step.pos > end)
-            if count and (count >= self.batch_size or stop):
-                yield self._build(parts)
-                parts, count = [], 0
+            if (
+                stop
+                and not final
+                and step.fault is None
+                and step.pos <= end
+                and self._used < self.hold_bytes
+                and self._count < self.batch_size
+            ):
+                # More input is at hand: keep these frames for a fuller batch.
+                self._need = step.need if step.need else 0
+                return
+            if self._count and (self._count >= self.batch_size or stop):
+                yield self._build()
             if step.fault is not None:
                 self._fault = step.fault
                 raise step.fault

@@ -22,10 +22,11 @@ class ConcatSource(Source):
 
     Args:
         paths: capture paths, or ``-`` for stdin.
-        batch_size: the most frames per batch.
+        batch_size: the most frames per batch; the default is the command line's
+            ``--batch-size``, so that mini-batches are source batches, not copies.
     """
 
-    def __init__(self, paths: Sequence[str], *, batch_size: int = 8192) -> None:
+    def __init__(self, paths: Sequence[str], *, batch_size: int = 65536) -> None:
         super().__init__()
         if not paths:
             raise ValueError("ConcatSource needs at least one capture")

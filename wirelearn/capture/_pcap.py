@@ -172,9 +172,11 @@ class PcapParser:
         if lim - pos < _FAST_MIN:
             return None
         hi, lo = (3, 2) if self.order == "<" else (0, 1)
-        near = arr[pos + hi : lim + hi] == np.uint8(self._ref >> 8)
-        near &= arr[pos + lo : lim + lo] == np.uint8(self._ref & 0xFF)
-        c = np.flatnonzero(near) + pos
+        # The top byte narrows the positions to about 1 in 256; the next byte is only
+        # tested there (two full compares and an ``&`` cost four times as much).
+        c = np.flatnonzero(arr[pos + hi : lim + hi] == np.uint8(self._ref >> 8))
+        c = c[arr[c + (pos + lo)] == np.uint8(self._ref & 0xFF)]
+        c += pos
         if len(c) == 0:
             return None
         cap = u32[c + 8].astype(np.int64)

@@ -30,6 +30,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_CHUNK = 1 << 30
 #: Compressed bytes handed to zlib per call.
 _SLICE = 1 << 16
+#: The most frame bytes a plain file's decoder holds back to fill a batch.
+_HOLD_BYTES = 64 << 20
 
 
 def map_open_error(exc: OSError, path: str) -> InputError:
@@ -220,6 +222,10 @@ class CaptureFileSource(Source):
             except BaseException:
                 self.close()
                 raise
+            if not self.compressed:
+                # The next chunk of a plain file is always at hand: yield full batches
+                # (bounded in bytes) rather than one per chunk read.
+                self.decoder.hold_bytes = _HOLD_BYTES
 
     # --- properties ----------------------------------------------------------------------------
 

@@ -180,22 +180,33 @@ def u32_at(buf: bytes, order: str) -> NDArray[np.uint32]:
     return view
 
 
-def gather_frames(buf: NDArray[np.uint8], start: _I64, caplen: _I64) -> NDArray[np.uint8]:
+def gather_frames(
+    buf: NDArray[np.uint8], start: _I64, caplen: _I64, out: NDArray[np.uint8] | None = None
+) -> NDArray[np.uint8]:
     """Copy the bytes of each frame out of ``buf``, back to back.
 
     ``start`` must be increasing and the frames must not overlap (true of any
     capture file). One boolean mask over the span, then one boolean-index
     gather: no per-frame Python and one byte of temporary memory per byte of
     input. (``np.compress`` with ``out=`` would avoid nothing: it builds an
-    8-byte index per selected byte.)
+    8-byte index per selected byte, and is slower than the gather plus a copy.)
+
+    Args:
+        buf: the buffer.
+        start: where each frame starts in ``buf``.
+        caplen: each frame's length.
+        out: where to put the bytes (exactly ``caplen.sum()`` long), or None for a new array.
     """
     n = len(start)
     if n == 0:
-        return np.zeros(0, dtype=np.uint8)
+        return np.zeros(0, dtype=np.uint8) if out is None else out
     lo = int(start[0])
     hi = int(start[-1] + caplen[-1])
     span: NDArray[np.uint8] = buf[lo:hi]
     if n == 1:
+        if out is not None:
+            out[:] = span
+            return out
         one: NDArray[np.uint8] = span.copy()
         return one
     ends = start + caplen
@@ -206,6 +217,9 @@ def gather_frames(buf: NDArray[np.uint8], start: _I64, caplen: _I64) -> NDArray[
     pattern[0::2] = True
     mask = np.repeat(pattern, counts)
     data: NDArray[np.uint8] = span[mask]
+    if out is not None:
+        out[:] = data
+        return out
     return data
 
 

@@ -392,11 +392,14 @@ def _decode_chunk(
 
 def _ethernet(buf: _Bytes, r: _I64, s: _I64, e: _I64, out: _Out, net: _Net) -> None:
     cap = e - s
-    b = buf.block(s, 14)
+    b = buf.block(s, 16)  # 14 bytes of header; 16 read as eight big-endian 16-bit words
     full = cap >= 14
     if bool(full.all()):
-        out.dst_mac[r] = _mac(b, 0)
-        out.src_mac[r] = _mac(b, 6)
+        w = b.view(">u2").astype(np.int64)
+        out.dst_mac[r] = (w[:, 0] << 32) | (w[:, 1] << 16) | w[:, 2]
+        out.src_mac[r] = (w[:, 3] << 32) | (w[:, 4] << 16) | w[:, 5]
+        _ethertype(buf, r, w[:, 6], s + 14, e, out, net)
+        return
     else:
         has_dst = cap >= 6
         out.dst_mac[r[has_dst]] = _mac(b, 0)[has_dst]
@@ -523,8 +526,10 @@ def _ipv4(
         out.ip_version[r] = 4
         out.ttl[r] = b[:, 8]
         out.ip_proto[r] = b[:, 9]
-        out.ip_src[r, :4] = b[:, 12:16]
-        out.ip_dst[r, :4] = b[:, 16:20]
+        # Addresses as 32-bit words: a 1-D gather instead of a 4-byte-row fancy copy.
+        words = b.view(np.uint32)  # (m, 5): the 20-byte header, bytes 12:16 and 16:20 last
+        out.ip_src.view(np.uint32)[r, 0] = words[:, 3]
+        out.ip_dst.view(np.uint32)[r, 0] = words[:, 4]
         out.ip_src_valid[r] = True
         out.ip_dst_valid[r] = True
         has_dst = good

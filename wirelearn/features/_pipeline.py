@@ -18,8 +18,9 @@ the aggregate moments of its own batch, which carries no label information.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
@@ -36,6 +37,8 @@ from wirelearn.features._stats import DEFAULT_LAMBDAS, TrafficStats
 __all__ = ["AVAILABLE_FEATURES", "SOURCE_COLUMNS", "FeaturePipeline", "FeatureSpec"]
 
 _F64 = NDArray[np.float64]
+#: A computed feature: float64 values, or a 0/1 feature as bools (cast once, where it is stored).
+_Col = NDArray[np.float64] | NDArray[np.bool_]
 
 #: The ``FeatureBatch`` columns features can derive from (``ts`` is ``ts_ns``).
 SOURCE_COLUMNS: Final[tuple[str, ...]] = (*COLUMNS, "status")
@@ -162,13 +165,19 @@ AVAILABLE_FEATURES: Final[Mapping[str, FeatureSpec]] = MappingProxyType(_specs()
 _LOG_PORT = math.log(65536.0)
 
 
-def _onehot(cond: NDArray[np.bool_]) -> _F64:
-    return cond.astype(np.float64)
+def _onehot(cond: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    return cond
 
 
 def _with_null(values: _F64, null: NDArray[np.bool_]) -> _F64:
     values[null] = np.nan
     return values
+
+
+def _words(ip: NDArray[np.uint8], dtype: str) -> NDArray[np.unsignedinteger]:
+    """The ``uint8[n, 16]`` addresses as ``(n, 16 / size)`` words of ``dtype`` (no copy)."""
+    words: NDArray[np.unsignedinteger] = np.ascontiguousarray(ip, dtype=np.uint8).view(dtype)
+    return words
 
 
 def _private(version: NDArray[np.integer], ip: NDArray[np.uint8]) -> NDArray[np.bool_]:
@@ -177,108 +186,118 @@ def _private(version: NDArray[np.integer], ip: NDArray[np.uint8]) -> NDArray[np.
     v4 = (a == 10) | ((a == 172) & (b & 0xF0 == 16)) | ((a == 192) & (b == 168))
     v4 |= (a == 127) | ((a == 169) & (b == 254))
     v6 = ((a & 0xFE) == 0xFC) | ((a == 0xFE) & (b & 0xC0 == 0x80))
-    v6 |= (ip[:, :15] == 0).all(axis=1) & (ip[:, 15] == 1)
+    # ::1, compared as two 64-bit words (byte 15 is the top byte of the second, little-endian).
+    words = _words(ip, "<u8")
+    v6 |= (words[:, 0] == 0) & (words[:, 1] == np.uint64(1 << 56))
     out: NDArray[np.bool_] = ((version == 4) & v4) | ((version == 6) & v6)
     return out
 
 
-def _frame_family(fb: FeatureBatch, want: set[str]) -> dict[str, _F64]:
-    """The per-frame features (no state)."""
-    out: dict[str, _F64] = {}
+def _frame_family(fb: FeatureBatch, want: set[str]) -> Iterator[tuple[str, _Col]]:
+    """The per-frame features (no state), each yielded as soon as it is computed."""
 
     def need(*names: str) -> bool:
         return any(x in want for x in names)
 
     if need("frame_len"):
-        out["frame_len"] = np.log1p(fb.frame_len.astype(np.float64))
+        yield "frame_len", np.log1p(fb.frame_len.astype(np.float64))
     if need("payload_len"):
         pl = fb.payload_len.astype(np.float64)
-        out["payload_len"] = _with_null(np.log1p(np.maximum(pl, 0.0)), pl < 0)
+        yield "payload_len", _with_null(np.log1p(np.maximum(pl, 0.0)), pl < 0)
     if need("snapped"):
-        out["snapped"] = _onehot(fb.cap_len < fb.frame_len)
+        yield "snapped", _onehot(fb.cap_len < fb.frame_len)
     if need("has_vlan"):
-        out["has_vlan"] = _onehot(fb.vlan >= 0)
+        yield "has_vlan", _onehot(fb.vlan >= 0)
     if need("eth_ip", "eth_arp", "eth_llc", "eth_other"):
         et = fb.ethertype
         is_ip = (et == 0x0800) | (et == 0x86DD)
         arp = et == 0x0806
         llc = (et >= 0) & (et < 0x0600)
-        out["eth_ip"] = _onehot(is_ip)
-        out["eth_arp"] = _onehot(arp)
-        out["eth_llc"] = _onehot(llc)
-        out["eth_other"] = _onehot((et >= 0x0600) & ~is_ip & ~arp)
+        yield "eth_ip", _onehot(is_ip)
+        yield "eth_arp", _onehot(arp)
+        yield "eth_llc", _onehot(llc)
+        yield "eth_other", _onehot((et >= 0x0600) & ~is_ip & ~arp)
     if need("ipv4", "ipv6"):
-        out["ipv4"] = _onehot(fb.ip_version == 4)
-        out["ipv6"] = _onehot(fb.ip_version == 6)
+        yield "ipv4", _onehot(fb.ip_version == 4)
+        yield "ipv6", _onehot(fb.ip_version == 6)
     if need("proto_tcp", "proto_udp", "proto_icmp", "proto_other"):
         p = fb.ip_proto
         icmp = (p == 1) | (p == 58)
-        out["proto_tcp"] = _onehot(p == 6)
-        out["proto_udp"] = _onehot(p == 17)
-        out["proto_icmp"] = _onehot(icmp)
-        out["proto_other"] = _onehot((p >= 0) & (p != 6) & (p != 17) & ~icmp)
+        yield "proto_tcp", _onehot(p == 6)
+        yield "proto_udp", _onehot(p == 17)
+        yield "proto_icmp", _onehot(icmp)
+        yield "proto_other", _onehot((p >= 0) & (p != 6) & (p != 17) & ~icmp)
     if need("ttl", "ttl_initial", "ttl_hops"):
         ttl = fb.ttl.astype(np.float64)
         null = ttl < 0
         initial = np.select([ttl <= 32, ttl <= 64, ttl <= 128], [32.0, 64.0, 128.0], 255.0)
-        out["ttl"] = _with_null(ttl / 255.0, null)
-        out["ttl_initial"] = _with_null(initial / 255.0, null)
-        out["ttl_hops"] = _with_null(initial - ttl, null)
+        yield "ttl", _with_null(ttl / 255.0, null)
+        yield "ttl_initial", _with_null(initial / 255.0, null)
+        yield "ttl_hops", _with_null(initial - ttl, null)
     flags = fb.tcp_flags
     has_flags = flags >= 0
     for bit, flag in enumerate(["fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"]):
         if need(f"tcp_{flag}"):
-            out[f"tcp_{flag}"] = _onehot(has_flags & ((flags >> bit) & 1 == 1))
+            yield f"tcp_{flag}", _onehot(has_flags & ((flags >> bit) & 1 == 1))
     if need("tcp_syn_only"):
-        out["tcp_syn_only"] = _onehot(has_flags & ((flags & 0x12) == 0x02))
+        yield "tcp_syn_only", _onehot(has_flags & ((flags & 0x12) == 0x02))
     for side in ("sport", "dport"):
         port = getattr(fb, side).astype(np.int64)
         null = port < 0
         if need(f"{side}_log"):
-            out[f"{side}_log"] = _with_null(np.log1p(np.maximum(port, 0)) / _LOG_PORT, null)
+            yield f"{side}_log", _with_null(np.log1p(np.maximum(port, 0)) / _LOG_PORT, null)
         if need(f"{side}_wellknown", f"{side}_registered", f"{side}_ephemeral"):
-            out[f"{side}_wellknown"] = _onehot(~null & (port < 1024))
-            out[f"{side}_registered"] = _onehot((port >= 1024) & (port < 49152))
-            out[f"{side}_ephemeral"] = _onehot(port >= 49152)
+            yield f"{side}_wellknown", _onehot(~null & (port < 1024))
+            yield f"{side}_registered", _onehot((port >= 1024) & (port < 49152))
+            yield f"{side}_ephemeral", _onehot(port >= 49152)
     if need("port_min_log"):
         sp, dp = fb.sport.astype(np.int64), fb.dport.astype(np.int64)
         low = np.where(sp < 0, dp, np.where(dp < 0, sp, np.minimum(sp, dp)))
-        out["port_min_log"] = _with_null(np.log1p(np.maximum(low, 0)) / _LOG_PORT, low < 0)
+        yield "port_min_log", _with_null(np.log1p(np.maximum(low, 0)) / _LOG_PORT, low < 0)
     if need("src_ip_private"):
         ok = fb.ip_src_valid
-        out["src_ip_private"] = _onehot(ok & _private(fb.ip_version, fb.ip_src))
+        yield "src_ip_private", _onehot(ok & _private(fb.ip_version, fb.ip_src))
     if need("dst_ip_private", "dst_ip_multicast", "dst_ip_broadcast"):
         ok = fb.ip_dst_valid
         ip, v = fb.ip_dst, fb.ip_version
-        out["dst_ip_private"] = _onehot(ok & _private(v, ip))
+        yield "dst_ip_private", _onehot(ok & _private(v, ip))
         multicast = ((v == 4) & (ip[:, 0] & 0xF0 == 0xE0)) | ((v == 6) & (ip[:, 0] == 0xFF))
-        out["dst_ip_multicast"] = _onehot(ok & multicast)
-        out["dst_ip_broadcast"] = _onehot(ok & (v == 4) & (ip[:, :4] == 255).all(axis=1))
+        yield "dst_ip_multicast", _onehot(ok & multicast)
+        yield "dst_ip_broadcast", _onehot(ok & (v == 4) & (_words(ip, "<u4")[:, 0] == 0xFFFFFFFF))
     if need("status_truncated", "status_malformed"):
-        out["status_truncated"] = _onehot(fb.status == STATUS_TRUNCATED)
-        out["status_malformed"] = _onehot(fb.status == STATUS_MALFORMED)
-    return out
+        yield "status_truncated", _onehot(fb.status == STATUS_TRUNCATED)
+        yield "status_malformed", _onehot(fb.status == STATUS_MALFORMED)
 
 
-def _mac_family(fb: FeatureBatch, want: set[str], seed: int) -> dict[str, _F64]:
-    out: dict[str, _F64] = {}
+def _mac_family(fb: FeatureBatch, want: set[str], seed: int) -> Iterator[tuple[str, _Col]]:
     for side in ("src", "dst"):
         names = [x for x in want if x.startswith(f"{side}_mac_")]
         if names:
             feats = mac_features(getattr(fb, f"{side}_mac"), seed=seed)
             for name in names:
-                out[name] = feats[name.removeprefix(f"{side}_mac_")]
-    return out
+                yield name, feats[name.removeprefix(f"{side}_mac_")]
+
+
+_INV_LN10 = 1.0 / math.log(10.0)
 
 
 def _stat_transform(name: str, values: _F64) -> _F64:
-    """Heavy-tailed statistics on a log scale; shares and means as they are (in place)."""
+    """Heavy-tailed statistics on a log scale; shares and means as they are (in place).
+
+    ``log(1 + x)`` and ``log(x) / ln 10`` are computed with ``numpy.log``, which is
+    two to four times faster than ``log1p``/``log10``; they differ from those by
+    about 1e-16 in absolute terms (``log(1 + x)`` is 0 below ``x`` of 1e-16), far
+    below what the ``float32`` model input resolves.
+    """
     base = name.split("_l")[0] if "_l" in name else name
     if base.endswith("_iat"):
         values += 1e-6
-        return np.log10(values, out=values)
+        np.log(values, out=values)
+        values *= _INV_LN10
+        return values
     if base.endswith(("_rate", "_byterate", "_new_dports", "_new_dsts", "_new_srcs")):
-        return np.log1p(values, out=values)
+        values += 1.0
+        return np.log(values, out=values)
     return values
 
 
@@ -376,7 +395,7 @@ class FeaturePipeline:
         families = {AVAILABLE_FEATURES[x].family for x in self.feature_names}
         groups = [f.split(":", 1)[1] for f in sorted(families) if f.startswith("stats:")]
         self._want = set(self.feature_names)
-        self._families: list[Callable[[FeatureBatch], dict[str, _F64]]] = []
+        self._families: list[Callable[[FeatureBatch], Iterator[tuple[str, _Col]]]] = []
         if "frame" in families:
             self._families.append(lambda fb: _frame_family(fb, self._want))
         if "mac" in families:
@@ -419,24 +438,41 @@ class FeaturePipeline:
         """Names of the columns ``transform`` returns (features, then any indicators)."""
         return tuple(self.scaler.feature_names_out(self.feature_names))
 
-    def _stats_family(self, fb: FeatureBatch) -> dict[str, _F64]:
+    def _stats_family(self, fb: FeatureBatch) -> Iterator[tuple[str, _Col]]:
         assert self.stats is not None
         raw = self.stats.update(fb)
-        return {k: _stat_transform(k, v) for k, v in raw.items() if k in self._want}
+        for k, v in raw.items():
+            if k in self._want:
+                yield k, _stat_transform(k, v)
 
     def raw(self, fb: FeatureBatch) -> _F64:
         """The unscaled features ``(n, d)`` ``float64``, NaN for nulls; updates the statistics."""
         return self._fill(fb, np.empty((len(self.feature_names), len(fb)), dtype=np.float64))
 
+    def _columns(self, fb: FeatureBatch) -> Iterator[_Col]:
+        """Every feature of the batch (updating the statistics), in ``feature_names`` order.
+
+        Each is computed as late as its place in the order allows, so that a consumer
+        that uses it at once finds it in the cache (with the default order, features
+        come out exactly as the families compute them).
+        """
+        produced = itertools.chain.from_iterable(family(fb) for family in self._families)
+        ready: dict[str, _Col] = {}
+        for name in self.feature_names:
+            while name not in ready:
+                key, col = next(produced)
+                ready[key] = col
+            yield ready.pop(name)
+        # Run every family to its end (the statistics must see every batch).
+        for _ in produced:
+            pass
+
     def _fill(self, fb: FeatureBatch, out: _F64) -> _F64:
         """Compute every feature into ``out`` ``(d, >= n)``; returns its ``(n, d)`` transpose."""
-        cols: dict[str, _F64] = {}
-        for family in self._families:
-            cols.update(family(fb))
         # Filled feature by feature into (d, n) rows, returned as the (n, d) transpose.
         n = len(fb)
-        for j, name in enumerate(self.feature_names):
-            out[j, :n] = cols[name]
+        for j, col in enumerate(self._columns(fb)):
+            out[j, :n] = col
         raw: _F64 = out[:, :n].T
         return raw
 
@@ -450,6 +486,16 @@ class FeaturePipeline:
         a row-major copy if a consumer needs one.
         """
         if self.scale:
+            if (
+                self.scale_frames is not None
+                and self._scaled >= self.scale_frames
+                and not self.missing_indicators
+            ):
+                # The moments are fixed: scale each feature as it comes, while it is in
+                # the cache, with no (n, d) float64 matrix at all.
+                return self.scaler.transform_columns(
+                    self._columns(fb), len(fb), len(self.feature_names)
+                )
             # One work buffer per pipeline, scaled in place: fresh multi-megabyte arrays
             # for every batch cost page faults.
             if self._work.shape[1] < len(fb):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -166,6 +166,50 @@ class OnlineScaler:
         arr = self._check(x)
         ok = np.isfinite(arr)
         return self._apply(_zero_missing(arr, ok, copy), ok)
+
+    def transform_columns(
+        self, columns: Iterable[NDArray[np.float64] | NDArray[np.bool_]], n: int, d: int
+    ) -> NDArray[np.float32]:
+        """``transform`` of the matrix whose columns are ``columns``, without building it.
+
+        Each column is scaled on its own as it comes (so a lazily computed column is
+        still in the cache), in ``float64`` scratch the size of one column, straight
+        into a column-major ``float32 (n, d)`` result; the values equal ``transform``'s.
+
+        Args:
+            columns: ``d`` arrays of ``n`` values each (bools count as 0.0/1.0).
+            n: the number of rows.
+            d: the number of columns.
+        """
+        if self.n_features_in_ is None:
+            self._check(np.zeros((0, d)))
+        elif d != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} columns, got {d}")
+        if self.missing_indicators is not False:
+            stacked = np.stack(list(columns), axis=1).astype(np.float64, copy=False)
+            return self.transform(stacked.reshape(n, d))
+        inv = 1.0 / self.scale_
+        mean = self.mean_
+        limit = np.float32(_FLOAT32_SAFE if self.clip is None else self.clip)
+        rows = np.empty((d, n), dtype=np.float32)
+        scratch = np.empty(n, dtype=np.float64)
+        bad = np.empty(n, dtype=np.bool_)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, clipped below
+            for j, col in enumerate(columns):
+                if j >= d or len(col) != n:
+                    raise ValueError(f"expected {d} columns of {n} values")
+                row = rows[j]
+                np.subtract(col, mean[j], out=scratch)
+                np.multiply(scratch, inv[j], out=row, casting="same_kind")
+                if col.dtype != np.bool_:
+                    # Missing (non-finite) values become 0.0, the mean.
+                    np.isfinite(col, out=bad)
+                    if not bad.all():
+                        np.logical_not(bad, out=bad)
+                        np.copyto(row, np.float32(0.0), where=bad)
+                np.clip(row, -limit, limit, out=row)
+        result: NDArray[np.float32] = rows.T
+        return result
 
     def fit_transform(self, x: ArrayLike, *, copy: bool = True) -> NDArray[np.float32]:
         """``partial_fit(x)`` then ``transform(x)``: the batch is scaled with moments that include it.

@@ -53,6 +53,7 @@ or 1e-6 absolute.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ _SPAN: Final = 12.0
 #: Earlier segments carried into a segment: ``_CARRY * _SPAN >= 64`` doublings.
 _CARRY: Final = 7
 _LN2: Final = math.log(2.0)
+#: Keys with one frame and no history, at least this many (and a quarter of a batch's
+#: keys), take the direct path of ``DampedStats._lone``.
+_LONE_MIN: Final = 64
 #: Magnitude bands (relative to a segment's largest term) of the variance terms.
 _BANDS: Final = (2.0**-30,)
 
@@ -102,6 +106,12 @@ _TAG_MAC: Final = np.uint64(0x3C6EF372FE94F82B)
 _TAG_PAIR: Final = np.uint64(0xA54FF53A5F1D36F1)
 _TAG_PORT: Final = np.uint64(0x510E527FADE682D1)
 _TAG_FLOW: Final = np.uint64(0x9B05688C2B3E6C1F)
+
+#: Fibonacci hashing multiplier (2**64 / golden ratio) of the key tables' index.
+_FIB: Final = np.uint64(0x9E3779B97F4A7C15)
+#: Index positions never used, and freed by an eviction (probing goes on past these).
+_EMPTY: Final = -1
+_TOMB: Final = -2
 
 
 def mix64(x: _U64) -> _U64:
@@ -155,11 +165,15 @@ def _pair_keys(a: _U64, b: _U64) -> _U64:
 class KeyTable:
     """A bounded map from ``uint64`` keys to rows of ``float64`` state, evicting by recency.
 
-    Keys live in a sorted index (``numpy.searchsorted`` lookups, inserts with
-    ``numpy.insert``); state rows live in slots that never move, so an insert
-    costs O(size) on two 1-D arrays only. ``last`` holds each key's recency
-    (capture time in ns for statistics, a counter for the MAC encoder). Beyond
-    ``max_keys`` the entries with the smallest ``last`` are evicted.
+    Keys live in an open-addressing hash index (linear probing, Fibonacci
+    hashing) probed for a whole batch of keys at once: each probe round is one
+    vectorized gather and settles most keys, so a lookup costs a few passes over
+    the batch's keys, never a pass over the table. State rows live in slots that
+    never move. Evicted keys leave tombstones; the index is rebuilt (one
+    vectorized insert of the live keys) when live keys and tombstones fill half
+    of it. ``last`` holds each key's recency (capture time in ns for statistics,
+    a counter for the MAC encoder). Beyond ``max_keys`` the entries with the
+    smallest ``last`` are evicted.
 
     Args:
         width: state values per key (may be 0 for a set).
@@ -172,23 +186,32 @@ class KeyTable:
         self.width = int(width)
         self.max_keys = int(max_keys)
         self.evictions = 0
-        self._keys: _U64 = np.zeros(0, dtype=np.uint64)
-        self._slot: _I64 = np.zeros(0, dtype=np.int64)
         cap = min(self.max_keys, 256)
         self.values: _F64 = np.zeros((cap, self.width), dtype=np.float64)
         self.last: _I64 = np.zeros(cap, dtype=np.int64)
+        # Per slot: its key and its position in the hash index (-1 for a free slot).
+        self._skey: _U64 = np.zeros(cap, dtype=np.uint64)
+        self._spos: _I64 = np.full(cap, -1, dtype=np.int64)
         self._free: _I64 = np.zeros(0, dtype=np.int64)
         self._fresh = 0  # slots below this index have been handed out at least once
+        self._size = 0
+        self._tombs = 0
+        self._bits = 4
+        self._hkey: _U64 = np.zeros(16, dtype=np.uint64)
+        # The slot at each index position: _EMPTY, _TOMB, or a slot >= 0.
+        self._hslot: _I64 = np.full(16, _EMPTY, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._size
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the table's arrays."""
         return int(
-            self._keys.nbytes
-            + self._slot.nbytes
+            self._hkey.nbytes
+            + self._hslot.nbytes
+            + self._skey.nbytes
+            + self._spos.nbytes
             + self.values.nbytes
             + self.last.nbytes
             + self._free.nbytes
@@ -196,17 +219,62 @@ class KeyTable:
 
     def keys(self) -> _U64:
         """The keys present, sorted."""
-        keys: _U64 = self._keys.copy()
+        n = self._fresh
+        keys: _U64 = np.sort(self._skey[:n][self._spos[:n] >= 0])
         return keys
+
+    def _home(self, keys: _U64) -> _I64:
+        """Each key's first probe position (Fibonacci hashing, so unmixed keys spread too)."""
+        home: _I64 = ((keys * _FIB) >> np.uint64(64 - self._bits)).astype(np.int64)
+        return home
 
     def lookup(self, keys: _U64) -> _I64:
         """The slot of each key, ``-1`` where absent."""
-        if len(self._keys) == 0 or len(keys) == 0:
-            return np.full(len(keys), -1, dtype=np.int64)
-        pos = np.searchsorted(self._keys, keys)
-        np.minimum(pos, len(self._keys) - 1, out=pos)
-        hit = self._keys[pos] == keys
-        return np.where(hit, self._slot[pos], -1)
+        keys = np.asarray(keys, dtype=np.uint64)
+        out = np.full(len(keys), -1, dtype=np.int64)
+        if self._size == 0 or len(keys) == 0:
+            return out
+        mask = len(self._hslot) - 1
+        pos = self._home(keys)
+        idx: _I64 | None = None  # None while every key is still probing
+        want = keys
+        while len(pos):
+            s = self._hslot[pos]
+            hit = self._hkey[pos] == want
+            hit &= s >= 0
+            if idx is None:
+                np.copyto(out, s, where=hit)
+            else:
+                out[idx[hit]] = s[hit]
+            go = s != _EMPTY
+            go &= ~hit
+            sel = np.flatnonzero(go)
+            idx = sel if idx is None else idx[sel]
+            want = keys[idx]
+            pos = (pos[sel] + 1) & mask
+        return out
+
+    def _insert(self, keys: _U64, slots: _I64) -> None:
+        """Put absent, distinct ``keys`` into the index (kept at most half full)."""
+        mask = len(self._hslot) - 1
+        pos = self._home(keys)
+        idx = np.arange(len(keys))
+        claim = np.empty(len(self._hslot), dtype=np.int64)
+        while len(idx):
+            fi = np.flatnonzero(self._hslot[pos] < 0)
+            p, cand = pos[fi], idx[fi]
+            # Keys racing for one free position: the last write wins, the others probe on.
+            claim[p] = cand
+            won = claim[p] == cand
+            p, cand = p[won], cand[won]
+            self._tombs -= int(np.count_nonzero(self._hslot[p] == _TOMB))
+            self._hkey[p] = keys[cand]
+            self._hslot[p] = slots[cand]
+            self._spos[slots[cand]] = p
+            left = np.ones(len(idx), dtype=np.bool_)
+            left[fi[won]] = False
+            idx = idx[left]
+            pos = (pos[left] + 1) & mask
 
     def store(self, keys: _U64, slots: _I64, last: _I64, values: _F64 | None = None) -> _I64:
         """Write state for ``keys`` (unique), inserting absent ones, and evict if over size.
@@ -221,16 +289,18 @@ class KeyTable:
             The slot of each key afterwards, ``-1`` for new keys that were evicted at once
             (more new keys than ``max_keys``, the least recent dropped first).
         """
+        keys = np.asarray(keys, dtype=np.uint64)
         slots = slots.copy()
         hit = slots >= 0
-        if hit.any():
-            self.last[slots[hit]] = last[hit]
-            if values is not None and self.width:
-                self.values[slots[hit]] = values[hit]
         new = np.flatnonzero(~hit)
+        if len(new) < len(slots):
+            old = slots[hit]
+            self.last[old] = last[hit]
+            if values is not None and self.width:
+                self.values[old] = np.take(values, np.flatnonzero(hit), axis=0)
         if len(new) == 0:
             return slots
-        over = len(self._keys) + len(new) - self.max_keys
+        over = self._size + len(new) - self.max_keys
         if over > 0:
             new = self._evict(over, new, last)
         if len(new) == 0:
@@ -239,30 +309,39 @@ class KeyTable:
         slots[new] = got
         self.last[got] = last[new]
         if values is not None and self.width:
-            self.values[got] = values[new]
+            self.values[got] = np.take(values, new, axis=0)
         new_keys = keys[new]
-        order = np.argsort(new_keys)
-        at = np.searchsorted(self._keys, new_keys[order])
-        self._keys = np.insert(self._keys, at, new_keys[order])
-        self._slot = np.insert(self._slot, at, got[order])
+        self._skey[got] = new_keys
+        self._size += len(new)
+        if 2 * (self._size + self._tombs) > len(self._hslot):
+            # Rebuild at a quarter full: no tombstones, room for the next inserts.
+            live = np.flatnonzero(self._spos[: self._fresh] >= 0)
+            self._bits = max(4, (4 * self._size - 1).bit_length())
+            self._hkey = np.zeros(1 << self._bits, dtype=np.uint64)
+            self._hslot = np.full(1 << self._bits, _EMPTY, dtype=np.int64)
+            self._tombs = 0
+            self._insert(np.concatenate([self._skey[live], new_keys]), np.concatenate([live, got]))
+        else:
+            self._insert(new_keys, got)
         return slots
 
     def _evict(self, over: int, new: _I64, last: _I64) -> _I64:
         """Drop the ``over`` least recent of (present keys, new keys); return the new survivors."""
-        n_old = len(self._keys)
-        recency = np.concatenate([self.last[self._slot], last[new]])
+        present = np.flatnonzero(self._spos[: self._fresh] >= 0)
+        n_old = len(present)
+        recency = np.concatenate([self.last[present], last[new]])
         if over >= len(recency):
             victims = np.arange(len(recency))
         else:
             victims = np.argpartition(recency, over - 1)[:over]
         self.evictions += int(over)
-        old_victims = victims[victims < n_old]
+        old_victims = present[victims[victims < n_old]]
         if len(old_victims):
-            keep = np.ones(n_old, dtype=np.bool_)
-            keep[old_victims] = False
-            self._free = np.concatenate([self._free, self._slot[old_victims]])
-            self._keys = self._keys[keep]
-            self._slot = self._slot[keep]
+            self._hslot[self._spos[old_victims]] = _TOMB
+            self._tombs += len(old_victims)
+            self._spos[old_victims] = -1
+            self._size -= len(old_victims)
+            self._free = np.concatenate([self._free, old_victims])
         dropped = np.zeros(len(new), dtype=np.bool_)
         dropped[victims[victims >= n_old] - n_old] = True
         return new[~dropped]
@@ -279,12 +358,29 @@ class KeyTable:
             cap = min(cap, self.max_keys)
             values = np.zeros((cap, self.width), dtype=np.float64)
             values[: len(self.values)] = self.values
-            last = np.zeros(cap, dtype=np.int64)
-            last[: len(self.last)] = self.last
-            self.values, self.last = values, last
+            self.values = values
+            self.last = _grown(self.last, cap, 0)
+            self._skey = _grown(self._skey, cap, 0)
+            self._spos = _grown(self._spos, cap, -1)
         got = np.concatenate([reuse, np.arange(self._fresh, self._fresh + fresh, dtype=np.int64)])
         self._fresh += fresh
         return got
+
+
+def _grown(arr: NDArray[Any], cap: int, fill: int) -> NDArray[Any]:
+    """``arr`` copied into a longer array, the new tail set to ``fill``."""
+    out = np.full(cap, fill, dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out
+
+
+def _scatter(dst: _F64, idx: _I64, vals: _F64 | np.float64) -> None:
+    """``dst[..., idx] = vals``, one 1-D assignment per leading row (several times faster
+    than the multi-dimensional fancy assignment); ``vals`` broadcasts to ``(..., len(idx))``."""
+    rows = dst.reshape(-1, dst.shape[-1])
+    src = np.broadcast_to(vals, (*dst.shape[:-1], len(idx))).reshape(-1, len(idx))
+    for j in range(len(rows)):
+        rows[j][idx] = src[j]
 
 
 @dataclass(frozen=True)
@@ -300,6 +396,18 @@ class _Groups:
     def spread(self, per_group: NDArray[Any]) -> NDArray[Any]:
         """Per-group values repeated onto the group's rows (faster than fancy indexing)."""
         return np.repeat(per_group, self.counts, axis=0)
+
+    def subset(self, keep: _B) -> _Groups:
+        """The groups where ``keep`` is True, their rows in the same order."""
+        counts = self.counts[keep]
+        ends = np.cumsum(counts) - 1
+        return _Groups(
+            rows=self.rows[self.spread(keep)],
+            counts=counts,
+            starts=ends - counts + 1,
+            ends=ends,
+            keys=self.keys[keep],
+        )
 
 
 def _group(keys: _U64, rows: _I64) -> _Groups:
@@ -334,10 +442,12 @@ def _segment_cumsum(flat: _F64, starts: _I64, counts: _I64) -> _F64:
     term at most 1 or normalise it (see ``_run``).
     """
     csum = np.cumsum(flat, axis=1)
-    before = np.zeros((flat.shape[0], len(starts)), dtype=np.float64)
-    inner = starts > 0
-    before[:, inner] = csum[:, starts[inner] - 1]
-    csum -= np.repeat(before, counts, axis=1)
+    if len(starts) < 2:
+        return csum
+    # Segments are contiguous and the first starts at 0; ``take`` along the last axis is
+    # several times faster than the equivalent fancy index.
+    before = np.take(csum, starts[1:] - 1, axis=1)
+    csum[:, starts[1] :] -= np.repeat(before, counts[1:], axis=1)
     return csum
 
 
@@ -483,7 +593,7 @@ def _run(
     sums = flat.reshape(q, n_l, m)
     if plan.seg_group is not None:
         carry, carry_t, has_carry = (
-            carry[plan.seg_group],
+            np.take(carry, plan.seg_group, axis=0),
             carry_t[plan.seg_group],
             has_carry[plan.seg_group],
         )
@@ -492,15 +602,25 @@ def _run(
     at_end = carry * np.exp2(gap[:, None] * lams[None, :])[:, None, :]
     if plan.seg_group is not None:
         seg_group = plan.seg_group
-        totals = sums[:, :, plan.ends].transpose(2, 0, 1)
-        for k in range(1, _CARRY + 1):
-            prev = np.arange(len(plan.starts)) - k
-            same = prev >= 0
-            same[same] = seg_group[prev[same]] == seg_group[same]
-            if not same.any():
+        totals = np.take(sums, plan.ends, axis=2).transpose(2, 0, 1)
+        for k in range(1, min(_CARRY + 1, len(seg_group))):
+            # Segment s takes segment s - k of its own group.
+            same = seg_group[k:] == seg_group[:-k]
+            hits = np.flatnonzero(same)
+            if len(hits) == 0:
                 break
-            dt = (plan.t_end[same] - plan.t_end[prev[same]]).astype(np.float64) * -1e-9
-            at_end[same] += totals[prev[same]] * np.exp2(dt[:, None] * lams[None, :])[:, None, :]
+            if 4 * len(hits) < len(same):
+                # Few groups have that many segments (a scan: mostly one frame per key).
+                dt = (plan.t_end[hits + k] - plan.t_end[hits]).astype(np.float64) * -1e-9
+                decay = np.exp2(dt[:, None] * lams[None, :])
+                at_end[hits + k] += np.take(totals, hits, axis=0) * decay[:, None, :]
+                continue
+            # Many do: dense, with the other pairs weighted 0 (no gathers).
+            dt = (plan.t_end[k:] - plan.t_end[:-k]).astype(np.float64) * -1e-9
+            np.minimum(dt, 0.0, out=dt)  # other groups' segments may end later
+            decay = np.exp2(dt[:, None] * lams[None, :])
+            decay *= same[:, None]
+            at_end[k:] += totals[:-k] * decay[:, None, :]
     sums += np.repeat(at_end.transpose(1, 2, 0), plan.counts, axis=2)
     sums /= f
     return sums
@@ -626,12 +746,15 @@ class DampedStats:
         n = len(keys)
         n_l = len(self.lambdas)
         tau = self.clamp_time(t_ns)
-        # Outputs are filled rows-last, (L, n), and returned as (n, L) views.
-        count = np.full((n_l, n), np.nan)
-        mean = np.full((n_l, n), np.nan) if self.track_value else None
-        std = np.full((n_l, n), np.nan) if self.track_value else None
-        ext = np.full((self.extras, n_l, n), np.nan) if self.extras else None
-        iat = np.full(n, np.nan)
+        # Outputs are filled rows-last, (L, n), and returned as (n, L) views. When every
+        # frame has a key, each is written whole by one gather (no NaN fill first).
+        every = n > 0 and bool(np.all(valid))
+        alloc = np.empty if every else functools.partial(np.full, fill_value=np.nan)
+        count = alloc((n_l, n))
+        mean = alloc((n_l, n)) if self.track_value else None
+        std = alloc((n_l, n)) if self.track_value else None
+        ext = alloc((self.extras, n_l, n)) if self.extras else None
+        iat = alloc(n)
         first_seen = np.zeros(n, dtype=np.bool_)
 
         def result() -> DampedResult:
@@ -649,17 +772,54 @@ class DampedStats:
             raise ValueError("this DampedStats tracks a value: pass value=")
         if self.extras and (extras is None or extras.shape != (n, self.extras)):
             raise ValueError(f"extras must have shape ({n}, {self.extras})")
-        rows = np.flatnonzero(valid) if not bool(np.all(valid)) else np.arange(n)
+        rows = np.arange(n) if every else np.flatnonzero(valid)
         if len(rows) == 0:
             return result()
         g = _group(np.asarray(keys, dtype=np.uint64)[rows], rows)
-        t = tau[g.rows]
-        m = len(t)
         slots = self.table.lookup(g.keys)
         known = slots >= 0
+        lone = (g.counts == 1) & ~known
+        n_lone = int(np.count_nonzero(lone))
+        lone_state: tuple[_U64, _I64, _I64, _F64] | None = None
+        if n_lone >= max(_LONE_MIN, len(g.keys) // 4):
+            # A scan: many keys with one frame and no history. Their statistics are those
+            # of one frame, written directly; the general path below gets the others.
+            r1 = g.rows[g.starts[lone]]
+            lone_state = (g.keys[lone], slots[lone], tau[r1], self._lone(r1, value, extras))
+            _scatter(count, r1, np.float64(1.0))
+            iat[r1] = np.nan
+            first_seen[r1] = True
+            if ext is not None:
+                ex = np.take(np.asarray(extras, dtype=np.float64), r1, axis=0).T
+                _scatter(ext, r1, np.broadcast_to(ex[:, None, :], (*ext.shape[:2], len(r1))))
+            if mean is not None and std is not None:
+                _scatter(mean, r1, np.asarray(value, dtype=np.float64)[r1])
+                _scatter(std, r1, np.float64(0.0))
+            if n_lone == len(g.keys):
+                self.table.store(*lone_state)
+                return result()
+            keep = ~lone
+            g = g.subset(keep)
+            slots, known = slots[keep], known[keep]
+            every = False
+        inv: _I64 | None = None
+        if every:
+            # The sorted position of each frame: outputs are gathered, not scattered.
+            inv = np.empty(n, dtype=np.int64)
+            inv[g.rows] = np.arange(n)
+
+        def place(dst: _F64, vals: _F64) -> None:
+            if inv is None:
+                _scatter(dst, g.rows, vals)
+            else:
+                np.take(vals, inv, axis=-1, out=dst)
+
+        t = tau[g.rows]
+        m = len(t)
         n_g, q, width = len(g.keys), self._q, self._q * n_l
-        state = np.zeros((n_g, width + 1), dtype=np.float64)
-        state[known] = self.table.values[slots[known]]
+        # ``take`` of rows is several times faster than fancy indexing; absent keys start at 0.
+        state = np.take(self.table.values, np.maximum(slots, 0), axis=0)
+        state[~known] = 0.0
         carry = state[:, :width].reshape(n_g, q, n_l)
         carry_t = np.zeros(n_g, dtype=np.int64)
         carry_t[known] = self.table.last[slots[known]]
@@ -672,7 +832,7 @@ class DampedStats:
         contrib[0] = 1.0
         if self.extras:
             assert extras is not None
-            contrib[1:e] = np.asarray(extras, dtype=np.float64).T[:, g.rows]
+            contrib[1:e] = np.take(np.asarray(extras, dtype=np.float64), g.rows, axis=0).T
         if self.track_value:
             assert value is not None
             x = np.asarray(value, dtype=np.float64)[g.rows]
@@ -689,10 +849,10 @@ class DampedStats:
             1 if self.track_value else 0,
         )
         w = sums[0]
-        count[:, g.rows] = w
+        place(count, w)
         if ext is not None:
-            ext[:, :, g.rows] = sums[1:e]
-        ends = [sums[:, :, g.ends]]
+            place(ext, sums[1:e])
+        ends = [np.take(sums, g.ends, axis=2)]
         if self.track_value:
             assert mean is not None and std is not None
             # Pass 2, the variance without cancellation (West's weighted Welford update):
@@ -713,9 +873,11 @@ class DampedStats:
             var_sums = _damped(
                 plans, self._lams, delta[None], carry[:, e + 1 :], carry_t, known, 1, _BANDS
             )
-            mean[:, g.rows] = m_rel + g.spread(shift)
-            std[:, g.rows] = np.sqrt(var_sums[0] / w)
-            ends.append(var_sums[:, :, g.ends])
+            ends.append(np.take(var_sums, g.ends, axis=2))
+            m_rel += g.spread(shift)
+            place(mean, m_rel)
+            var = np.divide(var_sums[0], w, out=var_sums[0])
+            place(std, np.sqrt(var, out=var))
 
         new_state = np.empty((n_g, width + 1), dtype=np.float64)
         new_state[:, :width] = np.concatenate(ends).transpose(2, 0, 1).reshape(n_g, width)
@@ -725,10 +887,34 @@ class DampedStats:
         prev_t[g.starts] = carry_t
         gap = (t - prev_t).astype(np.float64) / 1e9
         gap[g.starts[~known]] = np.nan
-        iat[g.rows] = gap
+        place(iat, gap)
         first_seen[g.rows[g.starts[~known]]] = True
-        self.table.store(g.keys, slots, t[g.ends], new_state)
+        if lone_state is None:
+            self.table.store(g.keys, slots, t[g.ends], new_state)
+        else:
+            k1, s1, t1, v1 = lone_state
+            self.table.store(
+                np.concatenate([k1, g.keys]),
+                np.concatenate([s1, slots]),
+                np.concatenate([t1, t[g.ends]]),
+                np.concatenate([v1, new_state]),
+            )
         return result()
+
+    def _lone(self, r1: _I64, value: _F64 | None, extras: _F64 | None) -> _F64:
+        """The state after one frame of a new key, for the frames ``r1``: ``w = 1``, the
+        extras as they are, the value as the shift with ``LS = S = 0``."""
+        k, n_l, e = len(r1), len(self.lambdas), 1 + self.extras
+        state = np.zeros((k, self._q * n_l + 1), dtype=np.float64)
+        per = state[:, :-1].reshape(k, self._q, n_l)
+        per[:, 0, :] = 1.0
+        if self.extras:
+            assert extras is not None
+            per[:, 1:e, :] = np.take(np.asarray(extras, dtype=np.float64), r1, axis=0)[:, :, None]
+        if self.track_value:
+            assert value is not None
+            state[:, -1] = np.asarray(value, dtype=np.float64)[r1]
+        return state
 
 
 class _SeenSet:
