@@ -539,3 +539,45 @@ def test_make_label_provider_combinations(tmp_path: Path) -> None:
     ]:
         with pytest.raises(ConfigError, match=message):
             make_label_provider(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "frame,label\n1,benign\n3, scan \n2,benign\n3,other\n",  # spaces, duplicates
+        "\ufeffFrame , Label\r\n5,a\r\n\r\n7,b\r\n",  # BOM, CRLF, blank line
+        "frame,label\n1,a\n,\n2,b\n",  # a row of empty fields is skipped
+        'frame,label\n1,"a,b"\n2,c\n',  # quotes
+        "frame,label\n+3,a\n 4 ,b\n",  # what int() accepts
+        "frame,label\n1,a\n2,b\n" + "".join(f"{i},{'xyz'[i % 3]}\n" for i in range(3, 500)),
+    ],
+)
+def test_label_file_fast_reader_agrees_with_the_row_reader(tmp_path: Path, body: str) -> None:
+    from unittest import mock
+
+    import wirelearn.models._labels as labels_module
+
+    path = tmp_path / "labels.csv"
+    path.write_bytes(body.encode("utf-8"))
+    fast = FileLabels(path)
+    with mock.patch.object(labels_module, "_fast_frame_table", return_value=None):
+        slow = FileLabels(path)
+    assert fast.classes == slow.classes
+    np.testing.assert_array_equal(fast._frames, slow._frames)
+    np.testing.assert_array_equal(fast._codes, slow._codes)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("frame,label\n1,a\n0,b\n", "line 3: bad frame number"),
+        ("frame,label\n1,a\n2, \n", "line 3: empty label"),
+        ("frame,label\n1,a\n2,b,c\n", "line 3: expected 2 fields"),
+        ("frame,label\n1,a\n1.5,b\n", "line 3: bad frame number"),
+    ],
+)
+def test_label_file_errors_keep_their_line_numbers(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        FileLabels(path)

@@ -17,12 +17,13 @@ import pytest
 import skops.io as sio
 from numpy.typing import ArrayLike, NDArray
 from sklearn.linear_model import SGDClassifier
+from sklearn.linear_model import _stochastic_gradient as _sgd
 from sklearn.metrics import roc_auc_score
 from sklearn.naive_bayes import GaussianNB
 
 import wirelearn.models as wm
 from wirelearn.errors import ConfigError, ModelError
-from wirelearn.models._base import OnlineClassifier
+from wirelearn.models._base import LabelCodes, OnlineClassifier
 from wirelearn.models._checks import (
     check_batch_learning,
     check_inputs_not_mutated,
@@ -77,14 +78,137 @@ def test_baseline_is_majority_so_far() -> None:
 
 
 def test_sgd_partial_fit_called_once_per_batch() -> None:
+    # The first batch goes through partial_fit; later ones through the same
+    # one-vs-rest loop without scikit-learn's per-call overhead: one
+    # ``fit_binary`` per class row and batch, never one per frame.
     model = make_model("sgd")
     batches = _stream(13, 4096, seed=2, d=20)
-    with mock.patch.object(
-        SGDClassifier, "partial_fit", autospec=True, side_effect=SGDClassifier.partial_fit
-    ) as spy:
+    with (
+        mock.patch.object(
+            SGDClassifier, "partial_fit", autospec=True, side_effect=SGDClassifier.partial_fit
+        ) as spy,
+        mock.patch.object(
+            _sgd, "fit_binary", autospec=True, side_effect=_sgd.fit_binary
+        ) as per_class,
+    ):
         for X, y in batches:
             model.learn_many(X, y)
-    assert spy.call_count == len(batches)
+    assert spy.call_count == 1
+    rows = model._est.coef_.shape[0]  # type: ignore[attr-defined]
+    # The first batch fits every row; later ones the four labels' and the last.
+    assert per_class.call_count == rows + (len(LABELS) + 1) * (len(batches) - 1)
+    assert model.cost.fit_calls == len(batches)
+
+
+def test_spare_rows_start_from_the_last_row() -> None:
+    # Spare rows but the last are left out of the fits; a new label claiming one
+    # starts from the last row's state, as if it had learned "never this class".
+    model = make_model("sgd", seed=1)
+    for X, y in _stream(4, 800, seed=3, d=10, labels=["dns", "tls", "http", "ntp"]):
+        model.learn_many(X, y)
+    est = model._est  # type: ignore[attr-defined]
+    assert est.coef_.shape[0] == 6  # 4 labels, 2 spares
+    assert model._stale.tolist() == [False] * 4 + [True, False]  # type: ignore[attr-defined]
+    spare = est.coef_[-1].copy()
+    X, y = _stream(1, 800, seed=4, d=10, labels=["dns", "tls", "ssh"])[0]
+    with mock.patch("wirelearn.models._linear._fast_partial_fit", return_value=True):
+        model.learn_many(X, y)  # no fit: only the bookkeeping around it
+    assert model.classes_[4] == "ssh"
+    np.testing.assert_array_equal(est.coef_[4], spare)
+    assert not model._stale.any()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("sgd", {}),
+        ("sgd", {"loss": "modified_huber"}),
+        ("logistic", {}),
+        ("pa", {}),
+        ("perceptron", {}),
+        ("svm", {"warmup_frames": 300}),
+    ],
+)
+def test_fast_partial_fit_is_bit_for_bit_partial_fit(name: str, params: dict[str, Any]) -> None:
+    # The same stream learned twice, once with the fast path switched off: the
+    # coefficients, intercepts and step counters must be identical.
+    batches = _stream(8, 700, seed=5, d=12)
+    fast = make_model(name, seed=3, **params)
+    slow = make_model(name, seed=3, **params)
+    for X, y in batches:
+        fast.learn_many(X, y)
+    with mock.patch("wirelearn.models._linear._fast_partial_fit", return_value=False) as off:
+        # (switched off, the left-out rows are brought back and partial_fit fits them all)
+        for X, y in batches:
+            slow.learn_many(X, y)
+    assert off.call_count >= len(batches) - 1
+    a, b = fast._est, slow._est  # type: ignore[attr-defined]
+    # Every label is in the first batch: the fast path fits their rows and the last
+    # (spare) row, and leaves the other spares, which no prediction reads.
+    fitted = [*range(len(LABELS)), -1]
+    np.testing.assert_array_equal(a.coef_[fitted], b.coef_[fitted])
+    np.testing.assert_array_equal(a.intercept_[fitted], b.intercept_[fitted])
+    assert a.t_ == b.t_
+    assert fast.predict_many(batches[0][0]).tolist() == slow.predict_many(batches[0][0]).tolist()
+
+
+def test_fast_path_only_with_the_known_fit_binary_signature() -> None:
+    # The private helper's signature is checked: the fast path is taken with this
+    # scikit-learn, and an older one (with a ``C`` argument) falls back to partial_fit.
+    from wirelearn.models import _linear
+
+    assert _linear._fit_binary() is _sgd.fit_binary
+
+    def old_fit_binary(est, i, X, y, alpha, C, learning_rate, max_iter, pos_weight,  # type: ignore[no-untyped-def]
+                       neg_weight, sample_weight, validation_mask=None, random_state=None):  # fmt: skip
+        raise AssertionError("must not be called")
+
+    model = make_model("sgd")
+    X, y = _stream(1, 300, seed=2, d=6)[0]
+    model.learn_many(X, y)
+    est = model._est  # type: ignore[attr-defined]
+    codes = np.zeros(len(X), dtype=np.intp)
+    with mock.patch.object(_sgd, "fit_binary", old_fit_binary):
+        assert _linear._fit_binary() is None
+        args = (est, X.astype(np.float64), codes, np.random.RandomState(0), [0])
+        assert _linear._fast_partial_fit(*args) is False
+    assert _linear._fast_partial_fit(*args) is True
+
+
+def test_learn_codes_many_is_learn_many() -> None:
+    batches = _stream(6, 900, seed=7, d=8)
+    table = ("spare", *LABELS[::-1])
+    for name in MODEL_NAMES:
+        a = make_model(name, seed=1)
+        b = make_model(name, seed=1)
+        for X, y in batches:
+            a.learn_many(X, y)
+            codes = np.array([table.index(label) for label in y], dtype=np.intp)
+            b.learn_codes_many(X, LabelCodes(codes, table))
+        assert a.classes_ == b.classes_, name
+        assert a.predict_many(batches[0][0]).tolist() == b.predict_many(batches[0][0]).tolist()
+    with pytest.raises(ValueError, match="codes must be in"):
+        LabelCodes(np.array([0, 2]), ("a", "b"))
+    with pytest.raises(ValueError, match="1-D integer"):
+        LabelCodes(np.array([0.0, 1.0]), ("a", "b"))
+
+
+def test_one_label_codes_shared_by_every_learner() -> None:
+    # The evaluator gives one LabelCodes to all learners: sharing must not change what
+    # any of them learns.
+    batches = _stream(5, 3000, seed=8, d=8)
+    table = tuple(LABELS)
+    alone = {name: make_model(name, seed=2) for name in MODEL_NAMES}
+    shared = {name: make_model(name, seed=2) for name in MODEL_NAMES}
+    for X, y in batches:
+        codes = np.array([table.index(label) for label in y], dtype=np.intp)
+        coded = LabelCodes(codes, table)
+        for name in MODEL_NAMES:
+            alone[name].learn_codes_many(X, LabelCodes(codes, table))
+            shared[name].learn_codes_many(X, coded)
+    X = batches[0][0]
+    for name in MODEL_NAMES:
+        assert alone[name].predict_many(X).tolist() == shared[name].predict_many(X).tolist()
 
 
 @pytest.mark.parametrize("name", ["sgd", "logistic", "pa", "perceptron", "nb"])
@@ -547,3 +671,51 @@ def test_save_and_load_models_with_manifest(tmp_path: Path) -> None:
     (tmp_path / "run" / "manifest.json").write_text("[]")
     with pytest.raises(ModelError, match="not a wirelearn-models manifest"):
         wm.load_models(tmp_path / "run")
+
+
+def test_forest_float32_walk_matches_the_float64_walk() -> None:
+    # float32 inputs go through scikit-learn's compiled Tree.apply on trees rebuilt from
+    # the flat arrays; float64 inputs through the numpy walk. Every float32 value is a
+    # float64 value, compared with the same thresholds: the same leaves, so the same
+    # shares up to float32 rounding, and the same predictions.
+    batches = _stream(12, 2000, seed=11, d=16)
+    model = make_model("rf", seed=4)
+    for X, y in batches:
+        model.learn_many(X.astype(np.float32), y)
+    X32 = np.concatenate([X for X, _ in batches[:3]]).astype(np.float32)
+    p32 = model.predict_proba_many(X32)
+    p64 = model.predict_proba_many(X32.astype(np.float64))
+    np.testing.assert_allclose(p32, p64, atol=1e-6)
+    assert p32.dtype == np.float64
+    codes, labels = model.predict_codes_many(X32)
+    np.testing.assert_array_equal(codes, np.argmax(p32, axis=1))
+    assert [labels[c] for c in codes[:50]] == model.predict_many(X32[:50]).tolist()
+    # A value on a threshold (as near as float32 gets) must go the same way in both walks.
+    t = model._trees[0]  # type: ignore[attr-defined]
+    inner = np.flatnonzero(t.left >= 0)
+    edge = X32[:64].copy()
+    edge[:, t.feature[inner[0]]] = np.float32(t.threshold[inner[0]])
+    np.testing.assert_allclose(
+        model.predict_proba_many(edge), model.predict_proba_many(edge.astype(np.float64)), atol=1e-6
+    )
+
+
+def test_all_finite_fast_check_agrees_with_isfinite() -> None:
+    from wirelearn.models._base import all_finite
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        X = rng.normal(size=(300, 7)).astype(dtype)
+        assert all_finite(X) and all_finite(np.asfortranarray(X)) and all_finite(X[:, ::2])
+        for bad in (np.nan, np.inf, -np.inf):
+            Y = X.copy()
+            Y[123, 4] = bad
+            assert not all_finite(Y)
+        # Row sums that overflow although every value is finite: the exact check decides.
+        big = np.full((3, 4), np.finfo(dtype).max / 2, dtype=dtype)
+        assert all_finite(big)
+        # inf + -inf in one row sums to NaN: still caught.
+        Y = X.copy()
+        Y[5, 0], Y[5, 1] = np.inf, -np.inf
+        assert not all_finite(Y)
+    assert all_finite(np.zeros((0, 3))) and all_finite(np.zeros((4, 0)))

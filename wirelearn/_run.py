@@ -232,6 +232,9 @@ def run_learning(
         json_to_stdout=frame_out is not None,
         env=os.environ,
     )
+    if not use_ui:
+        # Only the dashboard shows vendors, and the first lookup imports scapy's database.
+        ev.vendor_names = None
     progress = None if use_ui else ProgressLine(sys.stderr, every=args.progress_every)
     speed = None if getattr(args, "topspeed", False) else getattr(args, "speed", None)
     stream = frame_stream(

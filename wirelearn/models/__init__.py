@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from wirelearn.models._anomaly import AnomalyDetector
 from wirelearn.models._base import Cost, MajorityBaseline, OnlineClassifier
 from wirelearn.models._bayes import NaiveBayes
@@ -23,14 +25,6 @@ from wirelearn.models._linear import (
     OnlineLogistic,
     OnlinePerceptron,
     PassiveAggressive,
-)
-from wirelearn.models._persist import (
-    ModelManifest,
-    load_model,
-    load_models,
-    read_manifest,
-    save_model,
-    save_models,
 )
 from wirelearn.models._registry import (
     BASELINE_NAME,
@@ -73,3 +67,31 @@ __all__: list[str] = [
     "save_model",
     "save_models",
 ]
+
+if TYPE_CHECKING:
+    from wirelearn.models._persist import (
+        ModelManifest,
+        load_model,
+        load_models,
+        read_manifest,
+        save_model,
+        save_models,
+    )
+
+#: Persistence imports skops (and through it pytest): about a second of start-up
+#: that only ``--save-models``/``--load-models`` need, so it is imported on first use.
+_PERSIST = frozenset(
+    ("ModelManifest", "load_model", "load_models", "read_manifest", "save_model", "save_models")
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PERSIST:
+        from wirelearn.models import _persist
+
+        return getattr(_persist, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PERSIST})

@@ -13,9 +13,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sklearn.ensemble import IsolationForest
-from sklearn.kernel_approximation import Nystroem
-from sklearn.linear_model import SGDOneClassSVM
 
 from wirelearn.errors import ConfigError, ModelError
 from wirelearn.models._base import (
@@ -226,6 +223,9 @@ class AnomalyDetector(Estimator):
         if self.method == "iforest":
             self._grow_trees(self.n_trees)
         else:
+            from sklearn.kernel_approximation import Nystroem
+            from sklearn.linear_model import SGDOneClassSVM
+
             self._kernel_map = Nystroem(
                 kernel="rbf",
                 gamma=self._gamma(window),
@@ -249,6 +249,10 @@ class AnomalyDetector(Estimator):
 
     def _grow_trees(self, count: int) -> None:
         """Grow ``count`` isolation trees on the window; drop the oldest beyond ``n_trees``."""
+        # Imported here: sklearn.ensemble costs a quarter second of start-up, and
+        # only the "iforest" method needs it.
+        from sklearn.ensemble import IsolationForest
+
         window = self._window_frames()
         psi = min(self.tree_samples, len(window))
         rng = np.random.default_rng([self.seed, self._trees_fitted])

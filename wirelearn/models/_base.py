@@ -12,9 +12,9 @@ from __future__ import annotations
 import abc
 import inspect
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from wirelearn.errors import ConfigError, ModelError
 __all__ = [
     "Cost",
     "Estimator",
+    "LabelCodes",
     "MajorityBaseline",
     "OnlineClassifier",
     "all_finite",
@@ -41,7 +42,18 @@ _Float = np.float32 | np.float64
 
 
 def all_finite(X: NDArray[np.floating[Any]]) -> bool:
-    """Whether every value of ``X`` is finite."""
+    """Whether every value of ``X`` is finite.
+
+    A row holding NaN or infinity has a non-finite sum, so one matrix-vector
+    product (memory speed, no ``(n, d)`` temporary) settles the usual case;
+    only a non-finite sum (or an overflow of large values) costs the exact check.
+    """
+    if X.ndim == 2 and X.dtype in (np.float32, np.float64) and X.size > 0:
+        # An overflowing sum (or inf - inf) only sends us to the exact check.
+        with np.errstate(all="ignore"):
+            sums = X @ np.ones(X.shape[1], dtype=X.dtype)
+        if bool(np.isfinite(sums).all()):
+            return True
     return bool(np.isfinite(X).all())
 
 
@@ -124,6 +136,59 @@ class Estimator:
             raise ModelError(f"saved {type(self).__name__} has invalid parameters: {exc}") from exc
 
 
+class LabelCodes:
+    """Labels of a mini-batch given as codes into a label table: ``labels[codes]``.
+
+    What ``OnlineClassifier.learn_codes_many`` takes in place of an
+    ``object[n]`` label array: the evaluator holds the labels as codes
+    already, and hashing tens of thousands of label strings again in every
+    model costs more than most models' learning. One instance can be given to
+    several learners: the work they all need (factorizing the codes, the rows
+    of each label) is done once and kept.
+
+    Args:
+        codes: ``int[n]`` indices into ``labels``.
+        labels: the label table.
+
+    Raises:
+        ValueError: codes not 1-D integers, or out of the table's range.
+    """
+
+    __slots__ = ("_factorized", "_rows", "codes", "labels")
+
+    def __init__(self, codes: ArrayLike, labels: Sequence[str]) -> None:
+        arr = np.asarray(codes)
+        if arr.ndim != 1 or (arr.dtype.kind not in "iu" and len(arr)):
+            raise ValueError(f"codes must be a 1-D integer array, got {arr.dtype} {arr.shape}")
+        table = tuple(str(label) for label in labels)
+        if len(arr) and (int(arr.min()) < 0 or int(arr.max()) >= len(table)):
+            raise ValueError(f"codes must be in [0, {len(table)}), the size of the label table")
+        self.codes: NDArray[np.intp] = arr.astype(np.intp, copy=False)
+        self.labels = table
+        self._factorized: tuple[NDArray[np.intp], list[str]] | None = None
+        self._rows: dict[int, NDArray[np.intp]] = {}
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def factorized(self) -> tuple[NDArray[np.intp], list[str]]:
+        """``(local, uniq)``: codes renumbered by first appearance, and their labels."""
+        if self._factorized is None:
+            local, present = pd.factorize(self.codes, sort=False)
+            self._factorized = (
+                local.astype(np.intp, copy=False),
+                [self.labels[i] for i in present.tolist()],
+            )
+        return self._factorized
+
+    def rows_of(self, local: int) -> NDArray[np.intp]:
+        """The rows holding the ``local``-th label of ``factorized()``, in order."""
+        rows = self._rows.get(local)
+        if rows is None:
+            rows = self._rows[local] = np.flatnonzero(self.factorized()[0] == local)
+        return rows
+
+
 @dataclass
 class Cost:
     """Deterministic work counters, so tests can check cost without timing.
@@ -181,6 +246,22 @@ class OnlineClassifier(Estimator, abc.ABC):
             y: ``object[n]`` string labels (not modified); unseen labels are added
                 to ``classes_``.
         """
+
+    def learn_codes_many(self, X: ArrayLike, y: LabelCodes) -> None:
+        """``learn_many(X, y.labels[y.codes])``, without building the label array.
+
+        This is what the evaluator uses (it holds the labels as codes already),
+        as ``predict_codes_many`` is for predictions; learners given the same
+        ``y`` share its encoding work.
+
+        Args:
+            X: ``float[n, d]`` features (not modified).
+            y: the labels as codes into a table.
+        """
+        if not isinstance(y, LabelCodes):
+            raise TypeError(f"y must be LabelCodes, got {type(y).__name__}")
+        # Every learner's learn_many hands its labels straight to _begin_learn.
+        self.learn_many(X, cast(Any, y))
 
     def predict_proba_many(self, X: ArrayLike) -> NDArray[np.float64]:
         """Class probabilities, ``float64[n, len(classes_)]``, columns in ``classes_`` order.
@@ -282,7 +363,7 @@ class OnlineClassifier(Estimator, abc.ABC):
 
         Args:
             X: the features.
-            y: the labels.
+            y: the labels, or ``LabelCodes``.
             limit: the most rows to fit (see ``_fit_rows``); None for all.
             balanced: how rows are sampled beyond ``limit`` (see ``_fit_rows``).
             reads_x: False for a learner that never reads the values (the
@@ -294,16 +375,24 @@ class OnlineClassifier(Estimator, abc.ABC):
             finite.
         """
         X64 = self._check_x(X, finite=False)
-        labels = np.asarray(y)
-        if labels.ndim != 1 or len(labels) != len(X64):
-            raise ValueError(f"y must be 1-D with {len(X64)} labels, got shape {labels.shape}")
-        if len(X64) == 0:
-            return None
-        local, uniq = pd.factorize(labels, sort=False, use_na_sentinel=True)
-        if (local < 0).any():
-            raise ValueError("y contains None; drop unlabelled frames before learn_many")
+        if isinstance(y, LabelCodes):
+            if len(y.codes) != len(X64):
+                raise ValueError(f"y must hold {len(X64)} labels, got {len(y.codes)}")
+            if len(X64) == 0:
+                return None
+            local, uniq = y.factorized()
+        else:
+            labels = np.asarray(y)
+            if labels.ndim != 1 or len(labels) != len(X64):
+                raise ValueError(f"y must be 1-D with {len(X64)} labels, got shape {labels.shape}")
+            if len(X64) == 0:
+                return None
+            local, uniq = pd.factorize(labels, sort=False, use_na_sentinel=True)
+            if (local < 0).any():
+                raise ValueError("y contains None; drop unlabelled frames before learn_many")
         # Rows are picked from the batch-local codes, before any state changes.
-        rows = self._fit_rows(local, limit, balanced=balanced)
+        groups = y.rows_of if isinstance(y, LabelCodes) else None
+        rows = self._fit_rows(local, limit, balanced=balanced, groups=groups)
         X_fit = X64 if rows is None else X64[rows]
         if reads_x:
             as_float(X_fit)
@@ -332,7 +421,12 @@ class OnlineClassifier(Estimator, abc.ABC):
         return out
 
     def _fit_rows(
-        self, codes: NDArray[np.intp], limit: int | None, *, balanced: bool = True
+        self,
+        codes: NDArray[np.intp],
+        limit: int | None,
+        *,
+        balanced: bool = True,
+        groups: Callable[[int], NDArray[np.intp]] | None = None,
     ) -> NDArray[np.intp] | None:
         """The rows of a batch to fit when it holds more than ``limit`` frames (None: all).
 
@@ -343,6 +437,7 @@ class OnlineClassifier(Estimator, abc.ABC):
         (what a count-based learner needs). Rows stay in stream order. The
         generator is derived from ``(seed, frames learned so far)``, so a
         reloaded learner continues exactly as the saved one would have.
+        ``groups(c)``, when given, returns the rows of code ``c`` (shared work).
         """
         n = len(codes)
         if limit is None or n <= limit:
@@ -350,14 +445,13 @@ class OnlineClassifier(Estimator, abc.ABC):
         rng = np.random.default_rng([self.seed, self._n_learned])
         if not balanced:
             return np.sort(rng.choice(n, size=limit, replace=False))
-        order = np.argsort(codes, kind="stable")
         counts = np.bincount(codes)
         present = np.flatnonzero(counts)
         share = _water_fill(counts[present], limit)
-        starts = np.concatenate([[0], np.cumsum(counts)])
         picked = []
         for label, take in zip(present.tolist(), share.tolist(), strict=True):
-            rows = order[starts[label] : starts[label + 1]]
+            # A few labels: one comparison pass each is cheaper than sorting the batch.
+            rows = groups(label) if groups is not None else np.flatnonzero(codes == label)
             picked.append(rows if take >= len(rows) else rng.choice(rows, take, replace=False))
         return np.sort(np.concatenate(picked))
 

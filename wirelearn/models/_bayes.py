@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sklearn.naive_bayes import GaussianNB
 
 from wirelearn.errors import ModelError
 from wirelearn.models._base import OnlineClassifier, check_float, check_int, check_outputs
@@ -69,6 +68,8 @@ class NaiveBayes(OnlineClassifier):
         X64 = np.asarray(X64, dtype=np.float64)
         present = np.unique(codes)
         if self._nb is None:
+            from sklearn.naive_bayes import GaussianNB
+
             self._nb = GaussianNB(var_smoothing=self.var_smoothing)
             self._nb.partial_fit(X64, codes, classes=present)
         else:

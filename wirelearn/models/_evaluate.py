@@ -14,8 +14,13 @@ and a class that first appears mid-batch would be predicted wrong up to the
 end of that batch. A step is ``first_step`` frames or ``step_share`` of all
 the frames evaluated before it, whichever is more, so a model is never
 further behind the stream than that share (an eighth by default), while
-steps grow geometrically: there are a few dozen steps in all before a step
-spans a whole mini-batch, and from then on one step per mini-batch.
+steps grow geometrically. Once ``warm_frames`` frames have been evaluated
+(65,536 by default: a new class by then costs a few thousand wrong
+predictions either way) the share becomes ``warm_share`` (a half), so that
+steps reach a whole mini-batch sooner: every step costs each learner a fixed
+overhead besides its per-frame work. With mini-batches of 65,536 frames that
+is about fifty steps in the first mini-batch, two in the second, and one per
+mini-batch from then on.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from wirelearn.features._schema import (
     FeatureBatch,
 )
 from wirelearn.features._traffic import TrafficCounter
+from wirelearn.models._base import LabelCodes
 from wirelearn.models._metrics import ClassIndex, ConfusionMatrix, RollingConfusion
 from wirelearn.models._snapshot import (
     AnomalyStatus,
@@ -163,6 +169,8 @@ class Evaluator:
         clock: the timer used to measure per-frame cost.
         first_step: frames in the first learning step (see the module docstring).
         step_share: a learning step's size as a share of the frames evaluated before it.
+        warm_frames: frames evaluated after which steps grow by ``warm_share`` instead.
+        warm_share: ``step_share`` once ``warm_frames`` frames have been evaluated.
     """
 
     def __init__(
@@ -186,6 +194,8 @@ class Evaluator:
         clock: Callable[[], float] = time.perf_counter,
         first_step: int = 64,
         step_share: float = 0.125,
+        warm_frames: int = 65_536,
+        warm_share: float = 0.5,
     ) -> None:
         if window < 1:
             raise ConfigError(f"--window must be at least 1 frame, not {window}")
@@ -193,8 +203,14 @@ class Evaluator:
             raise ConfigError(f"first_step must be at least 1 frame, not {first_step}")
         if not 0.0 < step_share <= 1.0:
             raise ConfigError(f"step_share must be in (0, 1], not {step_share}")
+        if not 0.0 < warm_share <= 1.0:
+            raise ConfigError(f"warm_share must be in (0, 1], not {warm_share}")
+        if warm_frames < 0:
+            raise ConfigError(f"warm_frames must be at least 0, not {warm_frames}")
         self.first_step = int(first_step)
         self.step_share = float(step_share)
+        self.warm_frames = int(warm_frames)
+        self.warm_share = float(warm_share)
         self.states = [_ModelState(n, m, window, False) for n, m in models.items()]
         if baseline is not None:
             self.states.append(_ModelState("baseline", baseline, window, True))
@@ -302,11 +318,19 @@ class Evaluator:
             # Learn only after every model has predicted: test-then-train.
             hl = has_label[lo:hi]
             if hl.any():
-                Xl = Xc if hl.all() else Xc[hl]
-                yl = ys[lo:hi] if hl.all() else ys[lo:hi][hl]
+                every = bool(hl.all())
+                Xl = Xc if every else Xc[hl]
+                yl = ys[lo:hi] if every else ys[lo:hi][hl]
+                # The labels as codes into the evaluator's table, for learners that take
+                # them (shared: the learners split the encoding work of the step).
+                coded = LabelCodes(truth[lo:hi] if every else truth[lo:hi][hl], self.classes.labels)
                 for st in self.states:
                     t0 = self.clock()
-                    st.model.learn_many(Xl, yl)
+                    fast_learn = getattr(st.model, "learn_codes_many", None)
+                    if fast_learn is not None:
+                        fast_learn(Xl, coded)
+                    else:
+                        st.model.learn_many(Xl, yl)
                     st.learn_s += self.clock() - t0
                     st.learned += len(yl)
             if det is not None:
@@ -387,7 +411,9 @@ class Evaluator:
         before = self.evaluated - m  # frames evaluated before this mini-batch
         lo = 0
         while lo < m:
-            hi = min(m, lo + max(self.first_step, int((before + lo) * self.step_share)))
+            seen = before + lo
+            share = self.step_share if seen < self.warm_frames else self.warm_share
+            hi = min(m, lo + max(self.first_step, int(seen * share)))
             yield lo, hi
             lo = hi
 

@@ -5,7 +5,11 @@ Trees are fitted by scikit-learn, then flattened into plain numpy arrays
 scikit-learn ``Tree`` objects means a saved model holds only arrays, which
 ``FlatTree.validate`` can bounds-check on load (skops flags
 ``sklearn.tree._tree.Tree`` as unsafe: its node indices are used unchecked in
-C).
+C). For ``float32`` inputs (what the feature pipeline gives) the forest walks
+its trees with scikit-learn's compiled ``Tree.apply`` on ``Tree`` objects it
+rebuilds in memory from the (checked) arrays, never saved: about twice as
+fast as the numpy walk, with the same decisions (``x <= threshold`` in
+double precision, as ``FlatTree.apply``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sklearn.tree import DecisionTreeClassifier
 
 from wirelearn.errors import ModelError
 from wirelearn.models._base import OnlineClassifier, check_choice, check_int
@@ -29,6 +32,8 @@ _MAX_FEATURES = ("sqrt", "log2", None)
 MAX_STACK_DEPTH = 14
 #: Rows walked together: their indices and the gathered values stay in cache.
 _CHUNK = 1024
+#: Rows per scikit-learn ``Tree.apply`` call in ``SlidingForest`` (float32 inputs).
+_APPLY_ROWS = 8192
 
 
 @dataclass
@@ -84,6 +89,31 @@ class FlatTree:
             columns=np.asarray(columns, dtype=np.intp),
             depth=int(tree.max_depth),
         )
+
+    def to_sklearn(self, n_features: int) -> Any:
+        """The tree as a scikit-learn ``Tree``, for its compiled ``apply`` (never saved).
+
+        Leaves keep their node numbers, so ``Tree.apply`` gives rows of ``value``.
+        """
+        from sklearn.tree._tree import NODE_DTYPE, TREE_UNDEFINED, Tree
+
+        n = len(self.left)
+        leaf = self.left < 0
+        nodes = np.zeros(n, dtype=NODE_DTYPE)
+        nodes["left_child"] = self.left
+        nodes["right_child"] = self.right
+        nodes["feature"] = np.where(leaf, TREE_UNDEFINED, self.feature)
+        nodes["threshold"] = np.where(leaf, float(TREE_UNDEFINED), self.threshold)
+        tree = Tree(n_features, np.ones(1, dtype=np.intp), 1)
+        tree.__setstate__(
+            {
+                "max_depth": self.depth,
+                "node_count": n,
+                "nodes": nodes,
+                "values": np.zeros((n, 1, 1)),
+            }
+        )
+        return tree
 
     def apply(self, X: NDArray[np.float64]) -> NDArray[np.intp]:
         """The leaf each row reaches, walking all rows one level at a time."""
@@ -271,8 +301,8 @@ class SlidingForest(OnlineClassifier):
     def __init__(
         self,
         *,
-        n_trees: int = 8,
-        max_depth: int = 10,
+        n_trees: int = 6,
+        max_depth: int = 8,
         max_samples: int = 2048,
         min_samples: int = 256,
         max_features: str | None = "sqrt",
@@ -292,11 +322,15 @@ class SlidingForest(OnlineClassifier):
         # The trees stacked for prediction, rebuilt when a tree or a label is added.
         self._stack: TreeStack | None = None
         self._stack_key: tuple[int, int] | None = None
+        # scikit-learn Trees and aligned leaf values for float32 inputs (same life cycle).
+        self._compiled: list[tuple[Any, NDArray[np.float32]]] | None = None
+        self._compiled_key: tuple[int, int] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # The stack is derived from the trees: never saved, rebuilt (from checked trees).
         state = dict(self.__dict__)
         state["_stack"] = state["_stack_key"] = None
+        state["_compiled"] = state["_compiled_key"] = None
         return state
 
     @property
@@ -335,6 +369,8 @@ class SlidingForest(OnlineClassifier):
         self._count_fit(len(pool_codes))
 
     def _fit_tree(self, X: NDArray[np.float64], codes: NDArray[np.intp], seed: int) -> FlatTree:
+        from sklearn.tree import DecisionTreeClassifier
+
         est = DecisionTreeClassifier(
             max_depth=self.max_depth, max_features=self.max_features, random_state=seed
         )
@@ -360,24 +396,64 @@ class SlidingForest(OnlineClassifier):
                 self._stack = TreeStack(self._trees, values)
         return self._stack
 
-    def predict_proba_many(self, X: ArrayLike) -> NDArray[np.float64]:
-        """The trees' class shares averaged, ``float64[n, len(classes_)]``."""
-        Xf = self._check_x(X)
-        if not self._ready() or len(Xf) == 0:
-            return self._fallback_proba(len(Xf))
+    def _compiled_trees(self) -> list[tuple[Any, NDArray[np.float32]]]:
+        """Per tree: a scikit-learn ``Tree`` and its leaf values over ``classes_``, each
+        class divided by the number of trees that know it (``float32``: shares of at
+        most ``n_trees`` trees need no more, and half the memory traffic)."""
+        key = (self._trees_fitted, len(self._labels))
+        if getattr(self, "_compiled_key", None) != key or self._compiled is None:
+            k = len(self._labels)
+            voters = np.zeros(k)
+            for tree in self._trees:
+                voters[tree.columns] += 1.0
+            compiled = []
+            for tree in self._trees:
+                value = np.zeros((len(tree.value), k), dtype=np.float32)
+                value[:, tree.columns] = tree.value / np.maximum(voters[tree.columns], 1.0)
+                compiled.append((tree.to_sklearn(self._n_features or 0), value))
+            self._compiled, self._compiled_key = compiled, key
+        return self._compiled
+
+    def _proba(self, X: NDArray[Any]) -> NDArray[np.floating[Any]]:
+        """Averaged class shares of a checked, non-empty batch, each row summing to 1."""
+        if X.dtype == np.float32:
+            compiled = self._compiled_trees()
+            proba32 = np.empty((len(X), len(self._labels)), dtype=np.float32)
+            X = np.ascontiguousarray(X)
+            # Row blocks, so each tree's gathered shares are added while still in cache.
+            for lo in range(0, len(X), _APPLY_ROWS):
+                rows = X[lo : lo + _APPLY_ROWS]
+                part = proba32[lo : lo + _APPLY_ROWS]
+                part[:] = 0.0
+                for tree, value in compiled:
+                    part += value[tree.apply(rows)]
+            proba32 /= proba32.sum(axis=1, keepdims=True)
+            return proba32
         stack = self._stacked()
         if stack is not None:
-            proba = stack.sum_values(Xf)
+            proba = stack.sum_values(X)
         else:
-            proba = np.zeros((len(Xf), len(self._labels)))
+            proba = np.zeros((len(X), len(self._labels)))
             for tree in self._trees:
-                proba[:, tree.columns] += tree.value[tree.apply(Xf)]
+                proba[:, tree.columns] += tree.value[tree.apply(X)]
         voters = np.zeros(len(self._labels))
         for tree in self._trees:
             voters[tree.columns] += 1.0
         proba /= np.maximum(voters, 1.0)
         proba /= proba.sum(axis=1, keepdims=True)
         return proba
+
+    def predict_proba_many(self, X: ArrayLike) -> NDArray[np.float64]:
+        """The trees' class shares averaged, ``float64[n, len(classes_)]``."""
+        Xf = self._check_x(X)
+        if not self._ready() or len(Xf) == 0:
+            return self._fallback_proba(len(Xf))
+        return self._proba(Xf).astype(np.float64, copy=False)
+
+    def _predict_codes(self, X: NDArray[Any]) -> NDArray[np.intp]:
+        # The argmax of exactly what predict_proba_many returns (widening is exact).
+        codes: NDArray[np.intp] = np.argmax(self._proba(X), axis=1)
+        return codes
 
     def _check_state(self) -> None:
         super()._check_state()

@@ -392,6 +392,61 @@ def _seconds_to_ns(text: str) -> int | None:
     return int((value * 1_000_000_000).to_integral_value())
 
 
+def _fast_frame_table(
+    path: Path,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], tuple[str, ...]] | None:
+    """``(frames, codes, classes)`` of a plain ``frame,label`` file, or None.
+
+    The same result as the row-by-row reader, for files it can vouch for:
+    no quotes, every row two fields, ASCII digit frame numbers >= 1, no empty
+    label, no blank-field rows. Anything else (or any error) returns None, and
+    the row-by-row reader decides, with its line-numbered messages.
+    """
+    import io
+
+    import pandas as pd
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    head, _, body = text.lstrip("\n").partition("\n")
+    if '"' in text or tuple(c.strip().lower() for c in head.split(",")) != _FRAME_HEADER:
+        return None
+    if not body.strip():
+        return None
+    try:
+        # Frame numbers parsed as int64 by pandas only where Python's int() would
+        # accept them too (it rejects signs' odd cousins, decimals, underscores...).
+        table = pd.read_csv(
+            io.StringIO(body),
+            header=None,
+            names=["frame", "label"],
+            dtype={"frame": np.int64, "label": object},
+            na_filter=False,
+            skip_blank_lines=True,
+            engine="c",
+            quoting=3,  # csv.QUOTE_NONE: there are no quotes
+        )
+    except (ValueError, OverflowError, pd.errors.ParserError):
+        return None
+    frames = table["frame"].to_numpy()
+    if frames.dtype != np.int64 or not len(frames) or (frames < 1).any():
+        return None
+    # Labels hashed as they are, then stripped once per distinct label: labels that
+    # differ only by spaces merge, in order of first appearance.
+    raw_codes, raw_uniq = pd.factorize(table["label"].to_numpy(), sort=False)
+    if (raw_codes < 0).any():
+        return None
+    names: dict[str, int] = {}
+    remap = np.array(
+        [names.setdefault(str(u).strip(), len(names)) for u in raw_uniq], dtype=np.int64
+    )
+    if "" in names:
+        return None
+    return frames, remap[raw_codes], tuple(names)
+
+
 class FileLabels(LabelProvider):
     """Per-frame labels read from a CSV file, as published IDS data sets provide them.
 
@@ -428,6 +483,16 @@ class FileLabels(LabelProvider):
         self._codes = np.zeros(0, dtype=np.int64)
         names: dict[str, int] = {}
         where = str(self.path)
+        fast = _fast_frame_table(self.path)
+        if fast is not None:
+            # A plain, well-formed frame,label file (the common, large case): read in
+            # one vectorized pass; anything else takes the row-by-row path below.
+            frames, codes_first, self.classes = fast
+            self._names = np.empty(len(self.classes), dtype=object)
+            self._names[:] = self.classes
+            self._frames, first = np.unique(frames, return_index=True)
+            self._codes = codes_first[first]
+            return
         try:
             with self.path.open(newline="", encoding="utf-8-sig") as fh:
                 rows = [(i + 1, row) for i, row in enumerate(csv.reader(fh)) if any(row)]

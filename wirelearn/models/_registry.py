@@ -69,7 +69,7 @@ def make_model(
         ConfigError: unknown name, unknown parameter, or a bad value.
 
     >>> make_model("pa", C=0.5)
-    PassiveAggressive(C=0.5, variant='pa1', max_fit=1024, classes=None, seed=0)
+    PassiveAggressive(C=0.5, variant='pa1', max_fit=512, classes=None, seed=0)
     """
     cls = model_class(name)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "classes", "seed"}
