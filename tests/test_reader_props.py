@@ -1,7 +1,7 @@
 """Property tests of the capture decoder against a small reference reader.
 
-The reference below walks pcap and pcapng one record at a time, in the
-simplest way, with the decoder's rules. Hypothesis builds valid captures,
+The reference (``fuzz/fuzz_targets.py``, shared with the fuzzer) walks pcap and
+pcapng one record at a time, in the simplest way, with the decoder's rules. Hypothesis builds valid captures,
 mutates their length fields, options and link types, cuts them and sprinkles
 garbage in them, and checks that the decoder:
 
@@ -14,181 +14,26 @@ garbage in them, and checks that the decoder:
 from __future__ import annotations
 
 import struct
+import sys
 import tracemalloc
-from dataclasses import dataclass, field
 
 import pytest
+from conftest import ROOT
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from wirelearn.capture import CaptureDecoder, FrameBatch
 from wirelearn.errors import FormatError, RecordTooLargeError, WirelearnError
 
-MAX_CAPLEN = 4096
-SEC = 1_700_000_000
+sys.path.insert(0, str(ROOT / "fuzz"))
+from fuzz_targets import MAX_CAPLEN, SEC, Frame, reference
+
 PROFILE = settings(
     derandomize=True,
     deadline=None,
     max_examples=200,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-Frame = tuple[int, int, int, bytes]  # ts_ns, wirelen, global interface, bytes
-
-
-@dataclass
-class Expected:
-    frames: list[Frame] = field(default_factory=list)
-    fault: int | None = None  # offset of the first fault, or -1 for a header-level error
-    too_large: bool = False
-    truncated: bool = False
-
-
-# --- the reference reader -------------------------------------------------------------------------
-
-PCAP = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1000, 16),
-    b"\xa1\xb2\xc3\xd4": (">", 1000, 16),
-    b"\x4d\x3c\xb2\xa1": ("<", 1, 16),
-    b"\xa1\xb2\x3c\x4d": (">", 1, 16),
-    b"\x34\xcd\xb2\xa1": ("<", 1000, 24),
-    b"\xa1\xb2\xcd\x34": (">", 1000, 24),
-}
-
-
-def ref_pcap(data: bytes) -> Expected:
-    out = Expected()
-    if len(data) < 24 or data[:4] not in PCAP:
-        out.fault = -1
-        return out
-    order, unit, hs = PCAP[data[:4]]
-    if struct.unpack_from(order + "H", data, 4)[0] < 2:
-        out.fault = -1
-        return out
-    pos = 24
-    while pos + hs <= len(data):
-        sec, frac, cap, wl = struct.unpack_from(order + "IIII", data, pos)
-        if cap > MAX_CAPLEN:
-            out.fault, out.too_large = pos + 8, True
-            return out
-        if pos + hs + cap > len(data):
-            break
-        out.frames.append((sec * 10**9 + frac * unit, wl, 0, data[pos + hs : pos + hs + cap]))
-        pos += hs + cap
-    out.truncated = pos < len(data)
-    return out
-
-
-def ref_pcapng(data: bytes) -> Expected:
-    out = Expected()
-    order = "<"
-    ifaces: list[tuple[int, int, int, int]] = []  # global id, resolution, offset s, snaplen
-    ngl = 0
-    last_ts = 0
-    pos = 0
-    first = True
-    while True:
-        if len(data) - pos < 12:
-            if first:
-                out.fault = -1
-            out.truncated = pos < len(data)
-            return out
-        btype = struct.unpack_from(order + "I", data, pos)[0]
-        if first or btype == 0x0A0D0D0A:
-            if data[pos : pos + 4] != b"\x0a\x0d\x0d\x0a":
-                out.fault = pos
-                return out
-            bom = data[pos + 8 : pos + 12]
-            if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
-                out.fault = pos + 8
-                return out
-            border = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
-            btype = 0x0A0D0D0A
-        else:
-            border = order
-        blen = struct.unpack_from(border + "I", data, pos + 4)[0]
-        if btype in (6, 2) and len(data) - pos >= 28:
-            cap = struct.unpack_from(order + "I", data, pos + 20)[0]
-            if cap > MAX_CAPLEN:
-                out.fault, out.too_large = pos + 20, True
-                return out
-            if blen >= 32 and cap > blen - 32:
-                out.fault = pos + 20
-                return out
-        minimum = {0x0A0D0D0A: 28, 1: 20, 2: 32, 3: 16, 6: 32}.get(btype, 12)
-        if blen % 4 or blen < minimum or blen > 16 << 20:
-            out.fault = pos + 4
-            return out
-        if pos + blen > len(data):
-            if first:
-                out.fault = -1
-            out.truncated = True
-            return out
-        if struct.unpack_from(border + "I", data, pos + blen - 4)[0] != blen:
-            out.fault = pos + blen - 4
-            return out
-        if btype == 0x0A0D0D0A:
-            if struct.unpack_from(border + "H", data, pos + 12)[0] != 1:
-                out.fault = pos + 12
-                return out
-            order, ifaces, first = border, [], False
-        elif btype == 1:
-            _lt, _r, snap = struct.unpack_from(order + "HHI", data, pos + 8)
-            res, off = 10**6, 0
-            o, oend = pos + 16, pos + blen - 4
-            while o + 4 <= oend:
-                code, olen = struct.unpack_from(order + "HH", data, o)
-                if code == 0:
-                    break
-                if o + 4 + olen > oend:
-                    out.fault = o
-                    return out
-                if code == 9 and olen >= 1:
-                    v = data[o + 4]
-                    if (v & 0x80 and (v & 0x7F) > 63) or (not v & 0x80 and v > 19):
-                        out.fault = o + 4
-                        return out
-                    res = 1 << (v & 0x7F) if v & 0x80 else 10**v
-                elif code == 14 and olen == 8:
-                    off = struct.unpack_from(order + "q", data, o + 4)[0]
-                    off = max(-9_223_372_035, min(9_223_372_035, off))
-                o += 4 + ((olen + 3) & ~3)
-            ifaces.append((ngl, res, off, snap))
-            ngl += 1
-        elif btype in (6, 2, 3):
-            if btype == 3:
-                if not ifaces:
-                    out.fault = pos
-                    return out
-                (wl,) = struct.unpack_from(order + "I", data, pos + 8)
-                snap = ifaces[0][3]
-                cap = min(wl, blen - 16, snap) if snap else min(wl, blen - 16)
-                if cap > MAX_CAPLEN:
-                    out.fault, out.too_large = pos + 8, True
-                    return out
-                out.frames.append((last_ts, wl, ifaces[0][0], data[pos + 12 : pos + 12 + cap]))
-            else:
-                if btype == 6:
-                    ifc, hi, lo, cap, wl = struct.unpack_from(order + "IIIII", data, pos + 8)
-                else:
-                    ifc, _d, hi, lo, cap, wl = struct.unpack_from(order + "HHIIII", data, pos + 8)
-                if ifc >= len(ifaces):
-                    out.fault = pos + 8
-                    return out
-                gid, res, off, _snap = ifaces[ifc]
-                units = (hi << 32) | lo
-                q, r = divmod(units, res)
-                sec = max(-9_223_372_035, min(9_223_372_035, min(q, 9_223_372_035) + off))
-                # Resolutions finer than 2^-34 s are approximated by the decoder: not compared.
-                last_ts = sec * 10**9 + r * 10**9 // res if res <= 1 << 34 else -1
-                out.frames.append((last_ts, wl, gid, data[pos + 28 : pos + 28 + cap]))
-        pos += blen
-
-
-def reference(data: bytes) -> Expected:
-    if data[:4] == b"\x0a\x0d\x0d\x0a":
-        return ref_pcapng(data)
-    return ref_pcap(data)
 
 
 # --- running the decoder --------------------------------------------------------------------------
