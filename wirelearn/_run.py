@@ -14,8 +14,9 @@ import os
 import sys
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from wirelearn._signals import Interrupted, StopSignals
@@ -41,6 +42,7 @@ from wirelearn.pipeline import MiniBatcher, limit, pace, tee, where
 
 __all__ = [
     "Interrupted",
+    "ReadProgress",
     "RunResult",
     "StopSignals",
     "build_evaluator",
@@ -72,6 +74,73 @@ def source_status(source: Source) -> Callable[[], SourceStatus]:
     return status
 
 
+class ReadProgress:
+    """How far into its input the frames handed on so far are: bytes, for the progress bar.
+
+    A file reader reads ahead of the frames it yields (whole batches, and pacing
+    holds them back further), so its file position says little about the frames
+    being shown. Each source batch is marked with the input bytes read before and
+    after it; when a frame is handed on (after the filter, ``-c`` and pacing), the
+    input position is interpolated within its batch by frame number.
+
+    Args:
+        source: the source whose ``stats.bytes_read`` is followed.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        #: (first frame, last frame, bytes before, bytes after) of batches not yet passed.
+        self._marks: deque[tuple[int, int, int, int]] = deque()
+        self._before = 0
+        self._bytes = 0
+        self._read_all = False  # the source has no more batches
+        self._done = False  # ... and the stream handed on all it had
+
+    @property
+    def bytes(self) -> int:
+        """Input bytes behind the frames handed on (all that was read, once the stream ended)."""
+        return self.source.stats.bytes_read if self._done else self._bytes
+
+    def mark(self, stream: Iterator[FrameBatch]) -> Iterator[FrameBatch]:
+        """Pass the source's batches on, noting where each lies in the input."""
+        for batch in stream:
+            after = self.source.stats.bytes_read
+            if len(batch):
+                self._marks.append((int(batch.frame[0]), int(batch.frame[-1]), self._before, after))
+            self._before = after
+            yield batch
+        self._read_all = True
+
+    def passed(self, stream: Iterator[FrameBatch]) -> Iterator[FrameBatch]:
+        """Pass batches on, moving the position to the last frame of each."""
+        for batch in stream:
+            if len(batch):
+                self._at(int(batch.frame[-1]))
+            yield batch
+        # Ended with the input (not stopped by -c or --duration): all of it is behind us.
+        self._done = self._read_all
+
+    def _at(self, frame: int) -> None:
+        marks = self._marks
+        while marks and marks[0][1] <= frame:
+            self._bytes = max(self._bytes, marks.popleft()[3])
+        if marks and marks[0][0] <= frame:
+            first, last, before, after = marks[0]
+            share = (frame - first + 1) / (last - first + 1)
+            self._bytes = max(self._bytes, before + int((after - before) * share))
+
+
+def _with_bytes_read(
+    status: Callable[[], SourceStatus], progress: ReadProgress
+) -> Callable[[], SourceStatus]:
+    """``status`` with ``bytes_read`` taken from ``progress`` (frames shown, not read ahead)."""
+
+    def adjusted() -> SourceStatus:
+        return replace(status(), bytes_read=progress.bytes)
+
+    return adjusted
+
+
 def frame_stream(
     source: Source,
     *,
@@ -80,9 +149,15 @@ def frame_stream(
     duration: float | None = None,
     writer: Writer | None = None,
     speed: float | None = None,
+    progress: ReadProgress | None = None,
 ) -> Iterator[FrameBatch]:
-    """The source's batches after ``-f``, ``-c``/``--duration``, ``-w`` and ``--speed``."""
+    """The source's batches after ``-f``, ``-c``/``--duration``, ``-w`` and ``--speed``.
+
+    With ``progress``, the stream also moves it along (see ``ReadProgress``).
+    """
     stream: Iterator[FrameBatch] = iter(source)
+    if progress is not None:
+        stream = progress.mark(stream)
     if bpf:
         from wirelearn.capture._bpf import BpfFilter
 
@@ -94,6 +169,8 @@ def frame_stream(
         stream = tee(stream, writer)
     if speed is not None:
         stream = pace(stream, speed)
+    if progress is not None:
+        stream = progress.passed(stream)
     return stream
 
 
@@ -237,6 +314,11 @@ def run_learning(
         ev.vendor_names = None
     progress = None if use_ui else ProgressLine(sys.stderr, every=args.progress_every)
     speed = None if getattr(args, "topspeed", False) else getattr(args, "speed", None)
+    read_progress = None
+    status = ev.source_status
+    if source.stats.bytes_total is not None and status is not None:
+        read_progress = ReadProgress(source)
+        ev.source_status = _with_bytes_read(status, read_progress)
     stream = frame_stream(
         source,
         bpf=args.filter,
@@ -244,6 +326,7 @@ def run_learning(
         duration=args.duration,
         writer=writer,
         speed=speed,
+        progress=read_progress,
     )
     interval = args.batch_interval
     if interval is None and (speed is not None or not source.at_top_speed):
