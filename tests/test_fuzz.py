@@ -133,3 +133,14 @@ def test_regression_forged_magic_before_the_header() -> None:
         fuzz_targets.check_resync((forged, [], None))
     fuzz_targets.check_resync((le_head + recs, [], [b"", b""]))
     fuzz_targets.check_resync((le_head + recs, [5, 17, 30], [b"", b""]))
+
+
+def test_regression_error_offset_does_not_depend_on_the_cut() -> None:
+    """Found by ``fuzz/run.py --cases 100000``: an EPB with both a zero block length and an
+    oversize captured length was reported at its block length (offset 32) when the input was
+    cut just after the section header, at its captured length (offset 48) otherwise."""
+    shb = bytes.fromhex("0a0d0d0a 0000001c 1a2b3c4d 00010000 ffffffffffffffff 0000001c")
+    epb = bytes.fromhex("00000006 00000000 5c000000 00737c2c 3f4c52ed 5d000000") + bytes(64)
+    data = shb + epb
+    for cut in range(len(data) + 1):
+        fuzz_targets.check_against_reference(data, [cut])

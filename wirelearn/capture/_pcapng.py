@@ -316,6 +316,11 @@ class PcapngParser:
                     order = _BOM[bom]
                     btype = _SHB
                 blen = struct.unpack_from(order + "I", buf, pos + 4)[0]
+                if btype in (_EPB, _OPB) and end - pos < 28 and not final:
+                    # The captured length is checked before the block length: wait for it,
+                    # so the error found does not depend on where the input was cut.
+                    need = 28
+                    break
                 if btype in (_EPB, _OPB) and end - pos >= 28:
                     cap = self._u32.unpack_from(buf, pos + 20)[0]
                     if cap > self.max_caplen:
