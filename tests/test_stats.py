@@ -121,6 +121,19 @@ def test_damped_stats_match_the_per_frame_reference(
     rng = np.random.default_rng(seed)
     n = sum(sizes)
     keys, valid, t, value, extras = _stream(rng, n, 40, 1_700_000_000 * 10**9, max_gap_s)
+    stats = _compare_batches(keys, valid, t, value, extras, sizes)
+    assert stats.evictions == 0
+
+
+def _compare_batches(
+    keys: NDArray[Any],
+    valid: NDArray[Any],
+    t: NDArray[Any],
+    value: NDArray[Any],
+    extras: NDArray[Any],
+    sizes: list[int],
+) -> DampedStats:
+    """Feed the stream in batches of ``sizes`` to ``DampedStats`` and the per-frame reference."""
     stats = DampedStats(DEFAULT_LAMBDAS, track_value=True, extras=2, max_keys=10_000)
     ref = ReferenceStats(DEFAULT_LAMBDAS, 2)
     at = 0
@@ -128,9 +141,8 @@ def test_damped_stats_match_the_per_frame_reference(
         s = slice(at, at + size)
         at += size
         got = stats.update(keys[s], valid[s], t[s], value=value[s], extras=extras[s])
-        want = ref.update(keys[s], valid[s], t[s], value[s], extras[s])
-        _assert_matches(got, want, valid[s])
-    assert stats.evictions == 0
+        _assert_matches(got, ref.update(keys[s], valid[s], t[s], value[s], extras[s]), valid[s])
+    return stats
 
 
 def _assert_matches(got: DampedResult, want: dict[str, NDArray[Any]], valid: NDArray[Any]) -> None:
@@ -171,14 +183,7 @@ def test_damped_stats_of_a_scan_match_the_per_frame_reference(
         return lone(self, r1, *args)
 
     monkeypatch.setattr(DampedStats, "_lone", spy)
-    stats = DampedStats(DEFAULT_LAMBDAS, track_value=True, extras=2, max_keys=10_000)
-    ref = ReferenceStats(DEFAULT_LAMBDAS, 2)
-    at = 0
-    for size in sizes:
-        s = slice(at, at + size)
-        at += size
-        got = stats.update(keys[s], valid[s], t[s], value=value[s], extras=extras[s])
-        _assert_matches(got, ref.update(keys[s], valid[s], t[s], value[s], extras[s]), valid[s])
+    _compare_batches(keys, valid, t, value, extras, sizes)
     assert len(lone_calls) == len(sizes) and min(lone_calls) > 200
 
 

@@ -342,7 +342,7 @@ class CaptureDecoder:
                 and self._count < self.batch_size
             ):
                 # More input is at hand: keep these frames for a fuller batch.
-                self._need = step.need if step.need else 0
+                self._need = step.need
                 return
             if self._count and (self._count >= self.batch_size or stop):
                 yield self._build()
@@ -350,7 +350,7 @@ class CaptureDecoder:
                 self._fault = step.fault
                 raise step.fault
             if stop:
-                self._need = step.need if step.need else 0
+                self._need = step.need
                 return
 
     def read_headers(self) -> None:

@@ -165,10 +165,6 @@ AVAILABLE_FEATURES: Final[Mapping[str, FeatureSpec]] = MappingProxyType(_specs()
 _LOG_PORT = math.log(65536.0)
 
 
-def _onehot(cond: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    return cond
-
-
 def _with_null(values: _F64, null: NDArray[np.bool_]) -> _F64:
     values[null] = np.nan
     return values
@@ -205,28 +201,28 @@ def _frame_family(fb: FeatureBatch, want: set[str]) -> Iterator[tuple[str, _Col]
         pl = fb.payload_len.astype(np.float64)
         yield "payload_len", _with_null(np.log1p(np.maximum(pl, 0.0)), pl < 0)
     if need("snapped"):
-        yield "snapped", _onehot(fb.cap_len < fb.frame_len)
+        yield "snapped", fb.cap_len < fb.frame_len
     if need("has_vlan"):
-        yield "has_vlan", _onehot(fb.vlan >= 0)
+        yield "has_vlan", fb.vlan >= 0
     if need("eth_ip", "eth_arp", "eth_llc", "eth_other"):
         et = fb.ethertype
         is_ip = (et == 0x0800) | (et == 0x86DD)
         arp = et == 0x0806
         llc = (et >= 0) & (et < 0x0600)
-        yield "eth_ip", _onehot(is_ip)
-        yield "eth_arp", _onehot(arp)
-        yield "eth_llc", _onehot(llc)
-        yield "eth_other", _onehot((et >= 0x0600) & ~is_ip & ~arp)
+        yield "eth_ip", is_ip
+        yield "eth_arp", arp
+        yield "eth_llc", llc
+        yield "eth_other", (et >= 0x0600) & ~is_ip & ~arp
     if need("ipv4", "ipv6"):
-        yield "ipv4", _onehot(fb.ip_version == 4)
-        yield "ipv6", _onehot(fb.ip_version == 6)
+        yield "ipv4", fb.ip_version == 4
+        yield "ipv6", fb.ip_version == 6
     if need("proto_tcp", "proto_udp", "proto_icmp", "proto_other"):
         p = fb.ip_proto
         icmp = (p == 1) | (p == 58)
-        yield "proto_tcp", _onehot(p == 6)
-        yield "proto_udp", _onehot(p == 17)
-        yield "proto_icmp", _onehot(icmp)
-        yield "proto_other", _onehot((p >= 0) & (p != 6) & (p != 17) & ~icmp)
+        yield "proto_tcp", p == 6
+        yield "proto_udp", p == 17
+        yield "proto_icmp", icmp
+        yield "proto_other", (p >= 0) & (p != 6) & (p != 17) & ~icmp
     if need("ttl", "ttl_initial", "ttl_hops"):
         ttl = fb.ttl.astype(np.float64)
         null = ttl < 0
@@ -238,35 +234,35 @@ def _frame_family(fb: FeatureBatch, want: set[str]) -> Iterator[tuple[str, _Col]
     has_flags = flags >= 0
     for bit, flag in enumerate(["fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"]):
         if need(f"tcp_{flag}"):
-            yield f"tcp_{flag}", _onehot(has_flags & ((flags >> bit) & 1 == 1))
+            yield f"tcp_{flag}", has_flags & ((flags >> bit) & 1 == 1)
     if need("tcp_syn_only"):
-        yield "tcp_syn_only", _onehot(has_flags & ((flags & 0x12) == 0x02))
+        yield "tcp_syn_only", has_flags & ((flags & 0x12) == 0x02)
     for side in ("sport", "dport"):
         port = getattr(fb, side).astype(np.int64)
         null = port < 0
         if need(f"{side}_log"):
             yield f"{side}_log", _with_null(np.log1p(np.maximum(port, 0)) / _LOG_PORT, null)
         if need(f"{side}_wellknown", f"{side}_registered", f"{side}_ephemeral"):
-            yield f"{side}_wellknown", _onehot(~null & (port < 1024))
-            yield f"{side}_registered", _onehot((port >= 1024) & (port < 49152))
-            yield f"{side}_ephemeral", _onehot(port >= 49152)
+            yield f"{side}_wellknown", ~null & (port < 1024)
+            yield f"{side}_registered", (port >= 1024) & (port < 49152)
+            yield f"{side}_ephemeral", port >= 49152
     if need("port_min_log"):
         sp, dp = fb.sport.astype(np.int64), fb.dport.astype(np.int64)
         low = np.where(sp < 0, dp, np.where(dp < 0, sp, np.minimum(sp, dp)))
         yield "port_min_log", _with_null(np.log1p(np.maximum(low, 0)) / _LOG_PORT, low < 0)
     if need("src_ip_private"):
         ok = fb.ip_src_valid
-        yield "src_ip_private", _onehot(ok & _private(fb.ip_version, fb.ip_src))
+        yield "src_ip_private", ok & _private(fb.ip_version, fb.ip_src)
     if need("dst_ip_private", "dst_ip_multicast", "dst_ip_broadcast"):
         ok = fb.ip_dst_valid
         ip, v = fb.ip_dst, fb.ip_version
-        yield "dst_ip_private", _onehot(ok & _private(v, ip))
+        yield "dst_ip_private", ok & _private(v, ip)
         multicast = ((v == 4) & (ip[:, 0] & 0xF0 == 0xE0)) | ((v == 6) & (ip[:, 0] == 0xFF))
-        yield "dst_ip_multicast", _onehot(ok & multicast)
-        yield "dst_ip_broadcast", _onehot(ok & (v == 4) & (_words(ip, "<u4")[:, 0] == 0xFFFFFFFF))
+        yield "dst_ip_multicast", ok & multicast
+        yield "dst_ip_broadcast", ok & (v == 4) & (_words(ip, "<u4")[:, 0] == 0xFFFFFFFF)
     if need("status_truncated", "status_malformed"):
-        yield "status_truncated", _onehot(fb.status == STATUS_TRUNCATED)
-        yield "status_malformed", _onehot(fb.status == STATUS_MALFORMED)
+        yield "status_truncated", fb.status == STATUS_TRUNCATED
+        yield "status_malformed", fb.status == STATUS_MALFORMED
 
 
 def _mac_family(fb: FeatureBatch, want: set[str], seed: int) -> Iterator[tuple[str, _Col]]:

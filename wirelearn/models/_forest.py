@@ -396,6 +396,13 @@ class SlidingForest(OnlineClassifier):
                 self._stack = TreeStack(self._trees, values)
         return self._stack
 
+    def _voters(self) -> NDArray[np.float64]:
+        """For each class, the number of trees that know it."""
+        voters = np.zeros(len(self._labels))
+        for tree in self._trees:
+            voters[tree.columns] += 1.0
+        return voters
+
     def _compiled_trees(self) -> list[tuple[Any, NDArray[np.float32]]]:
         """Per tree: a scikit-learn ``Tree`` and its leaf values over ``classes_``, each
         class divided by the number of trees that know it (``float32``: shares of at
@@ -403,9 +410,7 @@ class SlidingForest(OnlineClassifier):
         key = (self._trees_fitted, len(self._labels))
         if getattr(self, "_compiled_key", None) != key or self._compiled is None:
             k = len(self._labels)
-            voters = np.zeros(k)
-            for tree in self._trees:
-                voters[tree.columns] += 1.0
+            voters = self._voters()
             compiled = []
             for tree in self._trees:
                 value = np.zeros((len(tree.value), k), dtype=np.float32)
@@ -436,10 +441,7 @@ class SlidingForest(OnlineClassifier):
             proba = np.zeros((len(X), len(self._labels)))
             for tree in self._trees:
                 proba[:, tree.columns] += tree.value[tree.apply(X)]
-        voters = np.zeros(len(self._labels))
-        for tree in self._trees:
-            voters[tree.columns] += 1.0
-        proba /= np.maximum(voters, 1.0)
+        proba /= np.maximum(self._voters(), 1.0)
         proba /= proba.sum(axis=1, keepdims=True)
         return proba
 
