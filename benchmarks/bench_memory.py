@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,7 +113,34 @@ def main(argv: list[str] | None = None) -> int:
             f"RSS after the first {args.frames:,} frames: {first:.1f} MiB; at the end: {last:.1f} MiB"
         )
     print(f"peak RSS (ru_maxrss): {peak_mib:.1f} MiB (limit {args.limit_mb:g} MiB)")
+    anchor(args.capture, args.frames, total / elapsed, peak_mib)
     return 0 if peak_mib <= args.limit_mb else 1
+
+
+def anchor(capture: Path, frames: int, rate: float, peak_mib: float) -> None:
+    """The same figures for ``tcpdump -nn -q -r`` over one pass of the capture, same run."""
+    tcpdump = shutil.which("tcpdump")
+    if tcpdump is None:
+        print("anchor: tcpdump not found (install it to compare)")
+        return
+    # Run from a small interpreter: a process forked from this one would report this
+    # one's resident size as its own peak (Linux keeps the high-water mark over exec).
+    shim = (
+        "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "_, st, ru = os.wait4(p.pid, 0); print(ru.ru_maxrss)"
+    )
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", shim, tcpdump, "-nn", "-q", "-r", str(capture)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    took = time.perf_counter() - start
+    t_rate, t_mib = frames / took, int(out.stdout) / 1024
+    print(
+        f"anchor tcpdump -nn -q -r (no learning): {t_rate:,.0f} frames/s, peak RSS {t_mib:.1f} MiB;"
+        f" wirelearn/tcpdump: {rate / t_rate:.2f}x the rate, {peak_mib / t_mib:.1f}x the memory"
+    )
 
 
 if __name__ == "__main__":
