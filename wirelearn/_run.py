@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
+import numpy as np
+from numpy.typing import NDArray
+
 from wirelearn._signals import Interrupted, StopSignals
 from wirelearn.capture._batch import FrameBatch
 from wirelearn.capture._source import Source
@@ -27,6 +30,7 @@ from wirelearn.errors import WirelearnError
 from wirelearn.features._decode import decode
 from wirelearn.features._mac import vendor_names
 from wirelearn.features._pipeline import FeaturePipeline
+from wirelearn.features._schema import FeatureBatch
 from wirelearn.features._text import ip_to_text, mac_to_text
 from wirelearn.models._evaluate import Evaluator, LabelledBatch
 from wirelearn.models._labels import make_label_provider
@@ -49,6 +53,35 @@ __all__ = [
     "frame_stream",
     "run_learning",
 ]
+
+
+@dataclass(frozen=True, eq=False)
+class _Decoded:
+    """A read batch decoded and labelled, without its frame bytes: what mini-batches are cut from.
+
+    Decoding each read batch as it comes, rather than each mini-batch, means a
+    mini-batch never holds frame bytes (about three times its columns), nor a
+    copy of them joined from several read batches.
+    """
+
+    features: FeatureBatch
+    labels: NDArray[np.object_]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def ts_ns(self) -> NDArray[np.int64]:
+        return self.features.ts_ns
+
+    def slice(self, start: int, stop: int) -> _Decoded:
+        return _Decoded(self.features.slice(start, stop), self.labels[start:stop])
+
+
+def _join_decoded(parts: list[_Decoded]) -> _Decoded:
+    return _Decoded(
+        FeatureBatch.concat([p.features for p in parts]), np.concatenate([p.labels for p in parts])
+    )
 
 
 def source_status(source: Source) -> Callable[[], SourceStatus]:
@@ -109,6 +142,7 @@ class ReadProgress:
                 self._marks.append((int(batch.frame[0]), int(batch.frame[-1]), self._before, after))
             self._before = after
             yield batch
+            del batch  # not held while the next batch is read
         self._read_all = True
 
     def passed(self, stream: Iterator[FrameBatch]) -> Iterator[FrameBatch]:
@@ -117,6 +151,7 @@ class ReadProgress:
             if len(batch):
                 self._at(int(batch.frame[-1]))
             yield batch
+            del batch
         # Ended with the input (not stopped by -c or --duration): all of it is behind us.
         self._done = self._read_all
 
@@ -332,12 +367,20 @@ def run_learning(
     if interval is None and (speed is not None or not source.at_top_speed):
         # Live and paced sources close mini-batches on capture time too, so views keep moving.
         interval = 1.0
-    mini = MiniBatcher(stream, args.batch_size, interval)
     labeler = setup.labels
 
-    def labelled(fbatch: FrameBatch) -> LabelledBatch:
-        fb = decode(fbatch)
-        return LabelledBatch(frames=fbatch, features=fb, labels=labeler.labels(fb, fbatch))
+    def decoded(frames: Iterator[FrameBatch]) -> Iterator[_Decoded]:
+        for fbatch in frames:
+            fb = decode(fbatch)
+            part = _Decoded(fb, labeler.labels(fb, fbatch))
+            del fbatch  # the frame bytes are not needed past here
+            yield part
+            del part
+
+    mini = MiniBatcher(decoded(stream), args.batch_size, interval, join=_join_decoded)
+
+    def labelled(part: _Decoded) -> LabelledBatch:
+        return LabelledBatch(features=part.features, labels=part.labels)
 
     def show(snap: Snapshot) -> None:
         if snap.batch is not None and frame_out is not None:
@@ -360,11 +403,13 @@ def run_learning(
             if on_open is not None:
                 on_open()
             with dash if dash is not None else contextlib.nullcontext():
-                for fbatch in mini:
+                for part in mini:
                     in_step = True
-                    snap = ev.step(labelled(fbatch))
+                    snap = ev.step(labelled(part))
                     in_step = False
                     show(snap)
+                    # Neither the last batch nor its snapshot is held while the next is read.
+                    del snap, part
         except (KeyboardInterrupt, Interrupted):
             result.interrupted = True
             # Frames read before the stop still count, unless the stop came mid-step.

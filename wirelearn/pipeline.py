@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Generic, Protocol, TypeVar, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from wirelearn.capture._batch import FrameBatch
 from wirelearn.capture._writer import Writer
@@ -24,8 +26,10 @@ def where(
     """Keep the frames for which ``mask(batch)`` is true (a BPF filter, typically)."""
     for batch in batches:
         kept = batch.take(mask(batch))
+        del batch  # not held while the next batch is read
         if len(kept):
             yield kept
+        del kept
 
 
 def limit(
@@ -67,6 +71,7 @@ def limit(
             return
         seen += len(batch)
         yield batch
+        del batch
 
 
 def tee(batches: Iterable[FrameBatch], writer: Writer) -> Iterator[FrameBatch]:
@@ -74,6 +79,7 @@ def tee(batches: Iterable[FrameBatch], writer: Writer) -> Iterator[FrameBatch]:
     for batch in batches:
         writer.write(batch)
         yield batch
+        del batch
 
 
 def pace(
@@ -110,9 +116,32 @@ def pace(
                 sleep(wait)
             yield batch.slice(start, stop)
             start = stop
+        del batch
 
 
-class MiniBatcher:
+class Rows(Protocol):
+    """What ``MiniBatcher`` cuts: frames in capture-time order (``FrameBatch``, or decoded ones)."""
+
+    @property
+    def ts_ns(self) -> NDArray[np.int64]:
+        """Capture times (ns since the epoch), one per frame."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def slice(self, start: int, stop: int) -> Rows:
+        """Frames ``start:stop``."""
+        ...
+
+
+B = TypeVar("B", bound=Rows)
+
+
+def _join_frames(parts: list[FrameBatch]) -> FrameBatch:
+    return FrameBatch.concat(parts).compact()
+
+
+class MiniBatcher(Generic[B]):
     """Re-cuts a stream into mini-batches closed at ``size`` frames or ``interval`` s of capture time.
 
     Whichever comes first closes the mini-batch (``--batch-size``,
@@ -122,13 +151,20 @@ class MiniBatcher:
     ``flush()`` hands over the frames still pending.
 
     Args:
-        batches: the upstream stream.
+        batches: the upstream stream: ``FrameBatch``es, or any ``Rows`` with ``join``.
         size: frames per mini-batch.
         interval: capture-time seconds per mini-batch, or None for size alone.
+        join: how pieces of several upstream batches become one mini-batch
+            (default: ``FrameBatch.concat``, compacted).
     """
 
     def __init__(
-        self, batches: Iterable[FrameBatch], size: int, interval: float | None = None
+        self,
+        batches: Iterable[B],
+        size: int,
+        interval: float | None = None,
+        *,
+        join: Callable[[list[B]], B] | None = None,
     ) -> None:
         if size < 1:
             raise ConfigError(f"--batch-size must be at least 1, not {size}")
@@ -137,22 +173,19 @@ class MiniBatcher:
         self._batches = batches
         self.size = size
         self._span = None if interval is None else int(interval * 1e9)
-        self._pending: list[FrameBatch] = []
+        self._join = join if join is not None else cast("Callable[[list[B]], B]", _join_frames)
+        self._pending: list[B] = []
         self._pending_n = 0
 
-    def flush(self) -> FrameBatch | None:
+    def flush(self) -> B | None:
         """The frames pending in an unfinished mini-batch (and forget them), if any."""
         if not self._pending_n:
             return None
-        out = (
-            FrameBatch.concat(self._pending).compact()
-            if len(self._pending) > 1
-            else self._pending[0]
-        )
+        out = self._join(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending, self._pending_n = [], 0
         return out
 
-    def __iter__(self) -> Iterator[FrameBatch]:
+    def __iter__(self) -> Iterator[B]:
         try:
             yield from self._cut()
         except Exception:
@@ -164,7 +197,7 @@ class MiniBatcher:
         if pending is not None:
             yield pending
 
-    def _cut(self) -> Iterator[FrameBatch]:
+    def _cut(self) -> Iterator[B]:
         size, span = self.size, self._span
         pending_t0 = 0
         for batch in self._batches:
@@ -183,17 +216,19 @@ class MiniBatcher:
                     if cut + start < stop:
                         stop, closes = cut + start, True
                 if stop > start:
-                    self._pending.append(batch.slice(start, stop))
+                    self._pending.append(cast("B", batch.slice(start, stop)))
                     self._pending_n += stop - start
                 start = stop
                 if closes:
                     done = self.flush()
                     if done is not None:
                         yield done
+                        del done
+            del batch  # the pending slices keep what they need; the rest is not held
 
 
 def minibatches(
     batches: Iterable[FrameBatch], size: int, interval: float | None = None
 ) -> Iterator[FrameBatch]:
     """Re-cut a stream into mini-batches; see ``MiniBatcher``."""
-    return iter(MiniBatcher(batches, size, interval))
+    return iter(MiniBatcher[FrameBatch](batches, size, interval))

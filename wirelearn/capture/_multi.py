@@ -80,6 +80,7 @@ class ConcatSource(Source):
                         offsets=batch.offsets,
                         interfaces=tuple(self._interfaces),
                     )
+                    del batch  # not held while the next batch is read
                     if self.closed:
                         return
             finally:

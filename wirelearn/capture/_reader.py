@@ -31,7 +31,7 @@ _MAX_CHUNK = 1 << 30
 #: Compressed bytes handed to zlib per call.
 _SLICE = 1 << 16
 #: The most frame bytes a plain file's decoder holds back to fill a batch.
-_HOLD_BYTES = 64 << 20
+_HOLD_BYTES = 16 << 20
 
 
 def map_open_error(exc: OSError, path: str) -> InputError:

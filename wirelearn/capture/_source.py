@@ -104,6 +104,7 @@ class Source:
             next_frame += len(batch)
             self.stats.count(batch)
             yield batch
+            del batch  # not held while the next batch is read (memory is two batches, not three)
             if self._closed:
                 return
 

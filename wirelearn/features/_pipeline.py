@@ -489,6 +489,8 @@ class FeaturePipeline:
             ):
                 # The moments are fixed: scale each feature as it comes, while it is in
                 # the cache, with no (n, d) float64 matrix at all.
+                if self._work.size:  # nor keep the one used until now
+                    self._work = np.empty((len(self.feature_names), 0), dtype=np.float64)
                 return self.scaler.transform_columns(
                     self._columns(fb), len(fb), len(self.feature_names)
                 )

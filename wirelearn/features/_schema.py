@@ -179,6 +179,11 @@ class FeatureBatch:
         """The selected rows, as a new batch."""
         return FeatureBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def slice(self, start: int, stop: int) -> FeatureBatch:
+        """Rows ``start:stop``, as views of this batch's columns."""
+        rows = slice(start, stop)
+        return FeatureBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
     @classmethod
     def concat(cls, batches: list[FeatureBatch]) -> FeatureBatch:
         """Concatenate batches row-wise (no batches give an empty batch)."""

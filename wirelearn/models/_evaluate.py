@@ -95,11 +95,16 @@ class Featurizer(Protocol):
 
 @dataclass(frozen=True, eq=False)
 class LabelledBatch:
-    """A mini-batch ready for evaluation: raw frames, decoded columns and labels (None = unlabelled)."""
+    """A mini-batch ready for evaluation: decoded columns and labels (None = unlabelled).
 
-    frames: FrameBatch
+    ``frames``, the raw frames, is optional: the evaluator never reads them, and
+    ``wirelearn replay`` drops them once a read batch is decoded and labelled, so a
+    mini-batch holds no frame bytes.
+    """
+
     features: FeatureBatch
     labels: NDArray[np.object_]
+    frames: FrameBatch | None = None
 
 
 #: Bins of the anomaly-score histograms the ROC AUC is computed from.

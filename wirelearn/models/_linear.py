@@ -34,7 +34,7 @@ import functools
 import inspect
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -75,6 +75,11 @@ def _capacity(n_labels: int) -> int:
     return max(3, n_labels + 1 + n_labels // 4)
 
 
+#: Rows mapped at a time when only the scores are wanted: the ``(rows, m)`` map of a
+#: whole mini-batch would be tens of megabytes, and this size stays in cache.
+MAP_ROWS: Final = 8192
+
+
 def rbf_map(transformer: Any, X: NDArray[Any], weights: NDArray[Any] | None = None) -> NDArray[Any]:
     """A fitted ``RBFSampler`` or ``Nystroem`` applied to ``X`` in ``X``'s own precision.
 
@@ -85,8 +90,18 @@ def rbf_map(transformer: Any, X: NDArray[Any], weights: NDArray[Any] | None = No
 
     With ``weights`` (``(m, k)``), returns the map times ``weights``: a linear
     model's scores. For Nystroem that is ``K @ (N @ weights)``, which saves the
-    ``(n, m) @ (m, m)`` product with the normalisation matrix.
+    ``(n, m) @ (m, m)`` product with the normalisation matrix. The scores are
+    computed ``MAP_ROWS`` rows at a time, so the map is never held whole.
     """
+    if weights is None or len(X) <= MAP_ROWS:
+        return _rbf_map(transformer, X, weights)
+    out = np.empty((len(X), weights.shape[1]), dtype=X.dtype)
+    for i in range(0, len(X), MAP_ROWS):
+        out[i : i + MAP_ROWS] = _rbf_map(transformer, X[i : i + MAP_ROWS], weights)
+    return out
+
+
+def _rbf_map(transformer: Any, X: NDArray[Any], weights: NDArray[Any] | None) -> NDArray[Any]:
     dtype = X.dtype
     if hasattr(transformer, "random_weights_"):  # RBFSampler (Nystroem has components_)
         m = transformer.random_weights_.shape[1]
