@@ -356,12 +356,60 @@ def _limit_threads() -> None:
         threadpool_limits(1)
 
 
+#: glibc ``mallopt`` parameters, and the values ``_bound_heap`` gives them.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 16 << 20
+_TRIM_THRESHOLD = 32 << 20
+
+
+def _bound_heap() -> None:
+    """Fix glibc's heap thresholds, so a long run's resident memory stays near its working set.
+
+    By default glibc raises its mmap threshold to the largest block freed (up to
+    32 MiB) and keeps twice that at the top of the heap: the mini-batch's
+    multi-megabyte arrays then come from the heap, which never shrinks back.
+    Fixed thresholds (blocks of 16 MiB or more are mapped and returned at once,
+    at most 32 MiB of free heap is kept) cut the peak by about 30 MiB at no
+    measurable cost. Not glibc (musl, macOS): nothing to do.
+    """
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+
+
+def _import_pandas(args: argparse.Namespace) -> None:
+    """Import pandas (and numpy) before anything else, without pyarrow unless Parquet or Spark need it.
+
+    pandas loads pyarrow whenever it is installed (about 37 MB of resident
+    memory); the streaming commands only use pandas for ``factorize`` and label
+    files, so pandas is imported with pyarrow hidden, then pyarrow is unhidden
+    for anything that imports it directly later.
+    """
+    if "pandas" in sys.modules or "pyarrow" in sys.modules:
+        return
+    from wirelearn._cli_batch import cmd_batch
+
+    arrow = args.func is cmd_batch or getattr(args, "engine", "local") == "spark"
+    if not arrow:
+        sys.modules["pyarrow"] = None  # type: ignore[assignment]  # "not installed", for pandas
+    try:
+        import pandas  # noqa: F401
+    finally:
+        if not arrow and sys.modules.get("pyarrow", False) is None:
+            del sys.modules["pyarrow"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wirelearn`` console script; returns the exit code."""
     install_early_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
-    _limit_threads()
+    _bound_heap()
+    _import_pandas(args)
+    _limit_threads()  # after numpy is loaded, or there would be no BLAS to limit
     try:
         code = int(args.func(args))
     except WirelearnError as exc:

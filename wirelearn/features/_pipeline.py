@@ -40,6 +40,10 @@ _F64 = NDArray[np.float64]
 #: A computed feature: float64 values, or a 0/1 feature as bools (cast once, where it is stored).
 _Col = NDArray[np.float64] | NDArray[np.bool_]
 
+#: Rows whose statistics are computed at a time once the scaler is fixed: the temporaries
+#: of a whole 65,536-frame batch would be tens of megabytes.
+CHUNK_ROWS: Final = 16384
+
 #: The ``FeatureBatch`` columns features can derive from (``ts`` is ``ts_ns``).
 SOURCE_COLUMNS: Final[tuple[str, ...]] = (*COLUMNS, "status")
 
@@ -491,9 +495,25 @@ class FeaturePipeline:
                 # the cache, with no (n, d) float64 matrix at all.
                 if self._work.size:  # nor keep the one used until now
                     self._work = np.empty((len(self.feature_names), 0), dtype=np.float64)
-                return self.scaler.transform_columns(
-                    self._columns(fb), len(fb), len(self.feature_names)
-                )
+                d = len(self.feature_names)
+                if len(fb) <= CHUNK_ROWS:
+                    return self.scaler.transform_columns(self._columns(fb), len(fb), d)
+                # In row chunks: the statistics' temporaries are a chunk's, not a batch's.
+                out = np.empty((len(fb), d), dtype=np.float32, order="F")
+                for i in range(0, len(fb), CHUNK_ROWS):
+                    part = fb.slice(i, i + CHUNK_ROWS)
+                    out[i : i + len(part)] = self.scaler.transform_columns(
+                        self._columns(part), len(part), d
+                    )
+                return out
+            if self.scale_frames is not None and 0 < self.scale_frames - self._scaled < len(fb):
+                # The frames that fix the moments, then the rest (in chunks) with them fixed.
+                take = self.scale_frames - self._scaled
+                head = self.transform(fb.slice(0, take))
+                tail = self.transform(fb.slice(take, len(fb)))
+                out = np.empty((len(fb), head.shape[1]), dtype=np.float32, order="F")
+                out[:take], out[take:] = head, tail
+                return out
             # One work buffer per pipeline, scaled in place: fresh multi-megabyte arrays
             # for every batch cost page faults.
             if self._work.shape[1] < len(fb):
