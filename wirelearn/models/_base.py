@@ -14,7 +14,7 @@ import inspect
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,9 @@ _E = TypeVar("_E", bound="Estimator")
 
 #: Largest seed scikit-learn accepts as ``random_state``.
 _MAX_SEED = 2**32 - 1
+
+#: Rows a model predicts at a time (``predict_codes_many``), so its temporaries stay small.
+PREDICT_ROWS: Final = 16384
 
 _Float = np.float32 | np.float64
 
@@ -293,7 +296,15 @@ class OnlineClassifier(Estimator, abc.ABC):
         Xf = self._check_x(X, finite=not self._checks_outputs)
         if not self._ready() or len(Xf) == 0:
             return np.zeros(len(Xf), dtype=np.intp), (self._fallback_label(),)
-        return self._predict_codes(Xf), tuple(self._labels)
+        n = len(Xf)
+        if n <= PREDICT_ROWS:
+            return self._predict_codes(Xf), tuple(self._labels)
+        # In row chunks: a model's temporaries (scores, copies, kernel maps) are a
+        # chunk's, not a whole mini-batch's.
+        codes = np.empty(n, dtype=np.intp)
+        for i in range(0, n, PREDICT_ROWS):
+            codes[i : i + PREDICT_ROWS] = self._predict_codes(Xf[i : i + PREDICT_ROWS])
+        return codes, tuple(self._labels)
 
     #: Whether ``_predict_codes`` checks its outputs (``check_outputs``), so that
     #: ``predict_codes_many`` need not check every input value first.
