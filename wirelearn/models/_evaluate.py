@@ -134,6 +134,64 @@ def _hist_auc(pos: NDArray[np.int64], neg: NDArray[np.int64]) -> float:
     return wins / (n_pos * n_neg)
 
 
+class _Predictions(Mapping[str, NDArray[np.object_]]):
+    """Each model's predicted labels for a mini-batch, turned into labels when first read.
+
+    Args:
+        codes: per model, a class index per evaluated frame.
+        names: the label of each class index (None for "no prediction").
+        idx: the frames evaluated, or None for all of them.
+        n: frames in the mini-batch (the ones not evaluated get None).
+    """
+
+    def __init__(
+        self,
+        codes: dict[str, NDArray[np.int64]],
+        names: NDArray[np.object_],
+        idx: NDArray[np.int64] | None,
+        n: int,
+    ) -> None:
+        self._codes = codes
+        self._names = names
+        self._idx = idx
+        self._n = n
+        self._labels: dict[str, NDArray[np.object_]] = {}
+
+    def __getitem__(self, name: str) -> NDArray[np.object_]:
+        out = self._labels.get(name)
+        if out is None:
+            pred: NDArray[np.object_] = self._names[self._codes[name]]
+            if self._idx is not None:
+                full = np.full(self._n, None, dtype=object)
+                full[self._idx] = pred
+                pred = full
+            out = self._labels[name] = pred
+        return out
+
+    def at(self, name: str, rows: NDArray[np.int64]) -> NDArray[np.object_]:
+        """``self[name][rows]``, without building the labels of the other rows."""
+        done = self._labels.get(name)
+        if done is not None:
+            return done[rows]
+        codes = self._codes[name]
+        if self._idx is None:
+            out: NDArray[np.object_] = self._names[codes[rows]]
+            return out
+        # Rows sampled out of the evaluation have no prediction.
+        pos = np.minimum(np.searchsorted(self._idx, rows), max(len(self._idx) - 1, 0))
+        out = np.full(len(rows), None, dtype=object)
+        if len(self._idx):
+            hit = self._idx[pos] == rows
+            out[hit] = self._names[codes[pos[hit]]]
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._codes)
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+
 class _ModelState:
     def __init__(self, name: str, model: Classifier, window: int, is_baseline: bool) -> None:
         self.name = name
@@ -286,7 +344,11 @@ class Evaluator:
             self.frames += n
             self.bytes += int(fb.cap_len.sum())
             self.status_counts += np.bincount(fb.status, minlength=4)[:4]
-            self.linktypes.update(int(x) for x in np.unique(fb.linktype).tolist())
+            lt = fb.linktype
+            # Almost always one link type per batch: skip sorting the column then.
+            first_lt = int(lt[0])
+            if first_lt not in self.linktypes or not bool((lt == first_lt).all()):
+                self.linktypes.update(int(x) for x in np.unique(lt).tolist())
             self.traffic.update(fb)
         idx = self._sample(n)
         m = len(idx)
@@ -305,7 +367,8 @@ class Evaluator:
                 name = labels[code]
                 self.label_counts[name] = self.label_counts.get(name, 0) + int(counts[code])
 
-        pcodes = {st.name: np.full(m, -1, dtype=np.int64) for st in self.states}
+        # Every row is filled: the learning steps cover the mini-batch.
+        pcodes = {st.name: np.empty(m, dtype=np.int64) for st in self.states}
         det = self.anomaly
         scores_s = np.full(m, np.nan) if det is not None else None
         # Test-then-train, one learning step at a time (see the module docstring).
@@ -341,25 +404,23 @@ class Evaluator:
             if det is not None:
                 det.learn_many(Xc)
 
-        predictions: dict[str, NDArray[np.object_]] = {}
         k = len(self.classes) + 1  # one extra column for "no prediction"
         names = np.empty(k, dtype=object)
         names[: k - 1] = self.classes.labels
-        tl = truth[has_label]
+        every_label = bool(has_label.all())
+        # truth * k, shared by every model's confusion codes truth * k + prediction.
+        tk = (truth if every_label else truth[has_label]) * k
         for st in self.states:
             pc = pcodes[st.name]
             # A model with nothing learned yet predicts None: counted as wrong.
             pc[pc < 0] = k - 1
-            if len(tl):
-                pl = pc[has_label]
-                st.cum.update(tl, pl, k)
-                st.roll.update(tl, pl, k)
-            pred = names[pc]
-            if not whole:
-                full = np.full(n, None, dtype=object)
-                full[idx] = pred
-                pred = full
-            predictions[st.name] = pred
+            if len(tk):
+                # One bincount per model, shared by the cumulative and rolling matrices.
+                part = ConfusionMatrix.from_codes(tk + (pc if every_label else pc[has_label]), k)
+                st.cum.add(part)
+                st.roll.add(part)
+        # Labels per frame only for whoever reads them (--json, -w, the recent frames).
+        predictions = _Predictions(pcodes, names, None if whole else idx, n)
 
         scores = alerts = None
         if det is not None and scores_s is not None and m:
@@ -451,8 +512,9 @@ class Evaluator:
 
     def _keep_auc(self, scores: NDArray[np.float64], pos: NDArray[np.bool_]) -> None:
         bins = _auc_bins(scores)
-        self._auc_pos += np.bincount(bins[pos], minlength=_AUC_BINS)
-        self._auc_neg += np.bincount(bins[~pos], minlength=_AUC_BINS)
+        # In place: a bincount would allocate and add the whole 2**18-bin histogram.
+        np.add.at(self._auc_pos, bins[pos], 1)
+        np.add.at(self._auc_neg, bins[~pos], 1)
         self._auc_stale = True
 
     def _current_auc(self) -> float | None:
@@ -504,7 +566,7 @@ class Evaluator:
         self,
         fb: FeatureBatch,
         y: NDArray[np.object_],
-        predictions: dict[str, NDArray[np.object_]],
+        predictions: Mapping[str, NDArray[np.object_]],
         scores: NDArray[np.float64] | None,
         alerts: NDArray[np.bool_] | None,
     ) -> None:
@@ -521,7 +583,11 @@ class Evaluator:
         ips_s = self._text_ips(part.ip_version, part.ip_src)
         ips_d = self._text_ips(part.ip_version, part.ip_dst)
         best = self.best_model()
-        bpred = predictions.get(best) if best else None
+        bpred = None
+        if best is not None and best in predictions:
+            # Only these rows' labels: the whole column is built only if someone reads it.
+            at = getattr(predictions, "at", None)
+            bpred = at(best, sel) if at is not None else predictions[best][sel]
         for j, i in enumerate(sel.tolist()):
             self.recent.append(
                 RecentFrame(
@@ -541,7 +607,7 @@ class Evaluator:
                     sport=int(part.sport[j]) if part.sport[j] >= 0 else None,
                     dport=int(part.dport[j]) if part.dport[j] >= 0 else None,
                     label=None if y[i] is None else str(y[i]),
-                    prediction=None if bpred is None or bpred[i] is None else str(bpred[i]),
+                    prediction=None if bpred is None or bpred[j] is None else str(bpred[j]),
                     score=None if scores is None or math.isnan(scores[i]) else float(scores[i]),
                     alert=bool(alerts[i]) if alerts is not None else False,
                 )

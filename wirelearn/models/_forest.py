@@ -34,6 +34,8 @@ MAX_STACK_DEPTH = 14
 _CHUNK = 1024
 #: Rows per scikit-learn ``Tree.apply`` call in ``SlidingForest`` (float32 inputs).
 _APPLY_ROWS = 8192
+#: The same for inputs that are not row-major (each row's values are far apart).
+_APPLY_ROWS_STRIDED = 2048
 
 
 @dataclass
@@ -270,6 +272,18 @@ class TreeStack:
         return out
 
 
+def _take_rows(parts: Sequence[NDArray[Any]], rows: NDArray[np.intp]) -> NDArray[Any]:
+    """``np.concatenate(parts)[rows]`` for sorted ``rows``, copying only those rows."""
+    ends = np.cumsum([len(p) for p in parts])
+    cut = np.searchsorted(rows, ends[:-1])
+    starts = np.concatenate([[0], ends[:-1]])
+    pieces = [
+        part[sel - start]
+        for part, sel, start in zip(parts, np.split(rows, cut), starts.tolist(), strict=True)
+    ]
+    return np.concatenate(pieces)
+
+
 class SlidingForest(OnlineClassifier):
     """A random forest over a sliding window of trees, registered as ``rf``.
 
@@ -353,15 +367,19 @@ class SlidingForest(OnlineClassifier):
             self._pool_X.append(X64.copy())
             self._pool_codes.append(codes)
             return
-        pool_X = np.concatenate([*self._pool_X, X64])
+        parts = [*self._pool_X, X64]
         pool_codes = np.concatenate([*self._pool_codes, codes])
         self._pool_X, self._pool_codes = [], []
         # A fresh generator per tree, derived from (seed, tree number): no
         # generator state to save, and a reloaded model continues identically.
         rng = np.random.default_rng([self.seed, self._trees_fitted])
         keep = self._fit_rows(pool_codes, self.max_samples)
-        if keep is not None:
-            pool_X, pool_codes = pool_X[keep], pool_codes[keep]
+        if keep is None:
+            pool_X = np.concatenate(parts)  # at most max_samples rows
+        else:
+            # Only the kept rows are copied (a mini-batch is far larger than
+            # max_samples): the same rows as from the concatenated pool.
+            pool_X, pool_codes = _take_rows(parts, keep), pool_codes[keep]
         self._trees.append(self._fit_tree(pool_X, pool_codes, int(rng.integers(2**31 - 1))))
         self._trees_fitted += 1
         del self._trees[: -self.n_trees]
@@ -424,14 +442,21 @@ class SlidingForest(OnlineClassifier):
         if X.dtype == np.float32:
             compiled = self._compiled_trees()
             proba32 = np.empty((len(X), len(self._labels)), dtype=np.float32)
-            X = np.ascontiguousarray(X)
+            # Tree.apply reads any strides: no row-major copy of X (the feature
+            # pipeline gives column-major batches, and a transposing copy costs
+            # more than walking them). Strided rows are walked in smaller blocks,
+            # so the columns the trees read stay in cache.
+            step = _APPLY_ROWS if X.flags.c_contiguous else _APPLY_ROWS_STRIDED
             # Row blocks, so each tree's gathered shares are added while still in cache.
-            for lo in range(0, len(X), _APPLY_ROWS):
-                rows = X[lo : lo + _APPLY_ROWS]
-                part = proba32[lo : lo + _APPLY_ROWS]
-                part[:] = 0.0
-                for tree, value in compiled:
-                    part += value[tree.apply(rows)]
+            for lo in range(0, len(X), step):
+                rows = X[lo : lo + step]
+                part = proba32[lo : lo + step]
+                # np.take gathers whole rows several times faster than value[leaves];
+                # the sum runs tree by tree in the same order as ever (0 + x is x).
+                first, *others = compiled
+                np.take(first[1], first[0].apply(rows), axis=0, out=part)
+                for tree, value in others:
+                    part += np.take(value, tree.apply(rows), axis=0)
             proba32 /= proba32.sum(axis=1, keepdims=True)
             return proba32
         stack = self._stacked()

@@ -79,6 +79,17 @@ class ConfusionMatrix:
             k = self.m.shape[0]
             self.m += np.bincount(truth * k + pred, minlength=k * k).reshape(k, k)
 
+    @classmethod
+    def from_codes(cls, codes: NDArray[np.int64], k: int) -> ConfusionMatrix:
+        """A ``k``-class matrix from pair codes ``truth * k + prediction`` (one ``bincount``).
+
+        >>> ConfusionMatrix.from_codes(np.array([0, 3, 3, 1]), 2).m.tolist()
+        [[1, 1], [0, 2]]
+        """
+        out = cls()
+        out.m = np.bincount(codes, minlength=k * k).reshape(k, k)
+        return out
+
     def add(self, other: ConfusionMatrix, sign: int = 1) -> None:
         """Add (or subtract, with ``sign=-1``) another matrix."""
         self._grow(other.m.shape[0])
@@ -143,6 +154,10 @@ class RollingConfusion:
         """Add a mini-batch and drop the batches that fell out of the window."""
         part = ConfusionMatrix(k)
         part.update(truth, pred, k)
+        self.add(part)
+
+    def add(self, part: ConfusionMatrix) -> None:
+        """Add a mini-batch's matrix (kept, not copied) and drop the batches out of the window."""
         self._parts.append(part)
         self.current.add(part)
         while len(self._parts) > 1 and self.current.total - self._parts[0].total >= self.window:

@@ -9,6 +9,7 @@ snapshot is immutable; ``to_dict()`` gives its JSON form (one line of
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -166,7 +167,7 @@ class BatchResult:
 
     features: FeatureBatch
     labels: NDArray[np.object_]
-    predictions: dict[str, NDArray[np.object_]]
+    predictions: Mapping[str, NDArray[np.object_]]
     scores: NDArray[np.float64] | None
     alerts: NDArray[np.bool_] | None
 
