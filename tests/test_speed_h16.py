@@ -207,8 +207,8 @@ def test_traffic_counter_matches_the_unique_and_dict_reference(limit: int, keep:
 def test_traffic_counter_hash_collisions_fall_back_to_exact_grouping(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Zero multipliers hash every IP key alike: each batch takes the exact path.
-    monkeypatch.setattr(traffic_mod, "_MIX", (np.uint64(0), np.uint64(0)))
+    # A constant hash makes every IP key collide: each batch takes the exact path.
+    monkeypatch.setattr(traffic_mod, "mix64", lambda x: np.zeros(np.shape(x)[0], dtype=np.uint64))
     rng = np.random.default_rng(3)
     new, ref = TrafficCounter(60, 10), _RefTraffic(60, 10)
     for fb in [*_edge_batches(), *(_random_batch(rng, 2000, 90) for _ in range(5))]:

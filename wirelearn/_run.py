@@ -19,9 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
-import numpy as np
-from numpy.typing import NDArray
-
 from wirelearn._signals import Interrupted, StopSignals
 from wirelearn.capture._batch import FrameBatch
 from wirelearn.capture._source import Source
@@ -30,7 +27,6 @@ from wirelearn.errors import WirelearnError
 from wirelearn.features._decode import decode
 from wirelearn.features._mac import vendor_names
 from wirelearn.features._pipeline import FeaturePipeline
-from wirelearn.features._schema import FeatureBatch
 from wirelearn.features._text import ip_to_text, mac_to_text
 from wirelearn.models._evaluate import Evaluator, LabelledBatch
 from wirelearn.models._labels import make_label_provider
@@ -53,35 +49,6 @@ __all__ = [
     "frame_stream",
     "run_learning",
 ]
-
-
-@dataclass(frozen=True, eq=False)
-class _Decoded:
-    """A read batch decoded and labelled, without its frame bytes: what mini-batches are cut from.
-
-    Decoding each read batch as it comes, rather than each mini-batch, means a
-    mini-batch never holds frame bytes (about three times its columns), nor a
-    copy of them joined from several read batches.
-    """
-
-    features: FeatureBatch
-    labels: NDArray[np.object_]
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    @property
-    def ts_ns(self) -> NDArray[np.int64]:
-        return self.features.ts_ns
-
-    def slice(self, start: int, stop: int) -> _Decoded:
-        return _Decoded(self.features.slice(start, stop), self.labels[start:stop])
-
-
-def _join_decoded(parts: list[_Decoded]) -> _Decoded:
-    return _Decoded(
-        FeatureBatch.concat([p.features for p in parts]), np.concatenate([p.labels for p in parts])
-    )
 
 
 def source_status(source: Source) -> Callable[[], SourceStatus]:
@@ -369,18 +336,17 @@ def run_learning(
         interval = 1.0
     labeler = setup.labels
 
-    def decoded(frames: Iterator[FrameBatch]) -> Iterator[_Decoded]:
+    def labelled(frames: Iterator[FrameBatch]) -> Iterator[LabelledBatch]:
+        # Each read batch is decoded and labelled as it comes, so a mini-batch holds
+        # columns, never frame bytes (about three times as big) nor a joined copy of them.
         for fbatch in frames:
             fb = decode(fbatch)
-            part = _Decoded(fb, labeler.labels(fb, fbatch))
-            del fbatch  # the frame bytes are not needed past here
+            part = LabelledBatch(features=fb, labels=labeler.labels(fb, fbatch))
+            del fbatch
             yield part
             del part
 
-    mini = MiniBatcher(decoded(stream), args.batch_size, interval, join=_join_decoded)
-
-    def labelled(part: _Decoded) -> LabelledBatch:
-        return LabelledBatch(features=part.features, labels=part.labels)
+    mini = MiniBatcher(labelled(stream), args.batch_size, interval, join=LabelledBatch.concat)
 
     def show(snap: Snapshot) -> None:
         if snap.batch is not None and frame_out is not None:
@@ -405,7 +371,7 @@ def run_learning(
             with dash if dash is not None else contextlib.nullcontext():
                 for part in mini:
                     in_step = True
-                    snap = ev.step(labelled(part))
+                    snap = ev.step(part)
                     in_step = False
                     show(snap)
                     # Neither the last batch nor its snapshot is held while the next is read.
@@ -416,7 +382,7 @@ def run_learning(
             pending = mini.flush()
             if pending is not None and not in_step:
                 with contextlib.suppress(Exception, KeyboardInterrupt, Interrupted):
-                    show(ev.step(labelled(pending)))
+                    show(ev.step(pending))
         except WirelearnError as exc:
             result.error = exc
         finally:

@@ -521,14 +521,9 @@ class FeaturePipeline:
             raw = self._fill(fb, self._work)
             if self.scale_frames is None:
                 return self.scaler.fit_transform(raw, copy=False)
-            take = self.scale_frames - self._scaled
-            if take >= len(raw):
+            if self._scaled < self.scale_frames:  # the whole batch is within them (see above)
                 self._scaled += len(raw)
                 return self.scaler.fit_transform(raw, copy=False)
-            if take > 0:
-                # The moments come from exactly the first scale_frames frames.
-                self.scaler.partial_fit(raw[:take])
-                self._scaled += take
             return self.scaler.transform(raw, copy=False)
         raw = self.raw(fb)
         out = np.where(np.isfinite(raw), raw, 0.0)

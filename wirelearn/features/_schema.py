@@ -175,14 +175,13 @@ class FeatureBatch:
         ts: NDArray[np.float64] = seconds + nanos / 1e9
         return ts
 
-    def take(self, index: NDArray[np.bool_] | NDArray[np.integer]) -> FeatureBatch:
-        """The selected rows, as a new batch."""
+    def take(self, index: NDArray[np.bool_] | NDArray[np.integer] | slice) -> FeatureBatch:
+        """The selected rows, as a new batch (views of these columns for a ``slice``)."""
         return FeatureBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def slice(self, start: int, stop: int) -> FeatureBatch:
         """Rows ``start:stop``, as views of this batch's columns."""
-        rows = slice(start, stop)
-        return FeatureBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+        return self.take(slice(start, stop))
 
     @classmethod
     def concat(cls, batches: list[FeatureBatch]) -> FeatureBatch:

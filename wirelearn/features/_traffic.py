@@ -14,11 +14,9 @@ from numpy.typing import NDArray
 
 from wirelearn.features._names import ethertype_name, ip_proto_name
 from wirelearn.features._schema import FeatureBatch
+from wirelearn.features._stats import mix64
 
 __all__ = ["TrafficCounter"]
-
-#: Odd multipliers that spread a multi-column key over 64 bits for hashing.
-_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
 
 
 def _first_seen_codes(keys: NDArray[np.uint64]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -33,11 +31,9 @@ def _first_seen_codes(keys: NDArray[np.uint64]) -> tuple[NDArray[np.intp], NDArr
     if w == 1:
         codes, _ = pd.factorize(keys[:, 0], sort=False)
     else:
-        h = keys[:, 0].copy()
+        h = mix64(keys[:, 0])
         for j in range(1, w):
-            h *= _MIX[j % 2]
-            h ^= keys[:, j]
-        h *= _MIX[0]
+            h = mix64(h ^ keys[:, j])
         codes, _ = pd.factorize(h, sort=False)
     codes = codes.astype(np.intp, copy=False)
     rep = np.empty(int(codes.max()) + 1 if n else 0, dtype=np.intp)

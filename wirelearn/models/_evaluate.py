@@ -106,6 +106,33 @@ class LabelledBatch:
     labels: NDArray[np.object_]
     frames: FrameBatch | None = None
 
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def ts_ns(self) -> NDArray[np.int64]:
+        """Capture times, so that a ``MiniBatcher`` can cut labelled batches."""
+        return self.features.ts_ns
+
+    def slice(self, start: int, stop: int) -> LabelledBatch:
+        """Frames ``start:stop`` (views)."""
+        frames = None if self.frames is None else self.frames.slice(start, stop)
+        return LabelledBatch(
+            self.features.slice(start, stop), self.labels[start:stop], frames=frames
+        )
+
+    @classmethod
+    def concat(cls, parts: list[LabelledBatch]) -> LabelledBatch:
+        """Join batches row-wise (raw frames only if every part has them)."""
+        frames = [p.frames for p in parts]
+        return cls(
+            FeatureBatch.concat([p.features for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            frames=None
+            if None in frames
+            else FrameBatch.concat(f for f in frames if f is not None),
+        )
+
 
 #: Bins of the anomaly-score histograms the ROC AUC is computed from.
 _AUC_BINS = 1 << 18
@@ -566,7 +593,7 @@ class Evaluator:
         self,
         fb: FeatureBatch,
         y: NDArray[np.object_],
-        predictions: Mapping[str, NDArray[np.object_]],
+        predictions: _Predictions,
         scores: NDArray[np.float64] | None,
         alerts: NDArray[np.bool_] | None,
     ) -> None:
@@ -586,8 +613,7 @@ class Evaluator:
         bpred = None
         if best is not None and best in predictions:
             # Only these rows' labels: the whole column is built only if someone reads it.
-            at = getattr(predictions, "at", None)
-            bpred = at(best, sel) if at is not None else predictions[best][sel]
+            bpred = predictions.at(best, sel)
         for j, i in enumerate(sel.tolist()):
             self.recent.append(
                 RecentFrame(
