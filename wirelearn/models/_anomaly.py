@@ -25,7 +25,7 @@ from wirelearn.models._base import (
     check_outputs,
 )
 from wirelearn.models._forest import MAX_STACK_DEPTH, FlatTree, TreeStack
-from wirelearn.models._linear import rbf_map
+from wirelearn.models._linear import rbf_map, rbf_scores_t
 
 __all__ = ["ANOMALY_METHODS", "AnomalyDetector"]
 
@@ -318,7 +318,7 @@ class AnomalyDetector(Estimator):
     def _score(self, X: NDArray[Any]) -> NDArray[np.float64]:
         if self.method == "ocsvm":
             # SGDOneClassSVM.decision_function is Z @ coef_ - offset_; the score is minus that.
-            decision = rbf_map(self._kernel_map, X, self._svm.coef_[:, None])[:, 0]
+            decision = rbf_scores_t(self._kernel_map, X, self._svm.coef_[None, :])[0]
             out: NDArray[np.float64] = float(self._svm.offset_[0]) - decision.astype(np.float64)
             check_outputs(out, X)
             return out

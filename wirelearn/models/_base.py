@@ -29,8 +29,10 @@ __all__ = [
     "MajorityBaseline",
     "OnlineClassifier",
     "all_finite",
+    "argmax_classes",
     "as_float",
     "check_outputs",
+    "feature_major",
 ]
 
 _E = TypeVar("_E", bound="Estimator")
@@ -60,6 +62,16 @@ def all_finite(X: NDArray[np.floating[Any]]) -> bool:
     return bool(np.isfinite(X).all())
 
 
+def feature_major(X: NDArray[Any]) -> bool:
+    """Whether each feature of ``X`` is contiguous (column-major, as the feature pipeline makes it).
+
+    Then ``X.T`` is a row-major ``(d, n)`` array, and products of the form
+    ``W @ X.T`` read it in place: ``X @ W.T`` would make BLAS pack a
+    column-major ``X`` row by row, which costs more than the product itself.
+    """
+    return X.ndim == 2 and X.shape[1] > 1 and X.strides[0] == X.itemsize < X.strides[1]
+
+
 def as_float(X: ArrayLike, *, finite: bool = True) -> NDArray[Any]:
     """``X`` as a 2-D float array: ``float32`` and ``float64`` as they are (no copy), else ``float64``.
 
@@ -87,15 +99,57 @@ def _not_finite() -> ValueError:
     return ValueError("X contains NaN or infinity; the feature pipeline must fill nulls")
 
 
-def check_outputs(out: NDArray[Any], X: NDArray[Any]) -> None:
+def check_outputs(out: NDArray[Any], X: NDArray[Any]) -> bool:
     """Raise the "X contains NaN" error if ``X`` does, found through what was computed from it.
 
     A product of ``X`` is non-finite wherever a row of ``X`` is, so checking a
     model's ``(n, k)`` scores replaces checking its ``(n, d)`` inputs; only a
     non-finite output (or an overflow) costs the full check.
+
+    Returns:
+        Whether every value of ``out`` is finite (False: an overflow of finite inputs).
     """
-    if not np.isfinite(out).all() and not all_finite(X):
+    if np.isfinite(out).all():
+        return True
+    if not all_finite(X):
         raise _not_finite()
+    return False
+
+
+def argmax_classes(
+    scores: NDArray[Any], allowed: NDArray[np.bool_] | None = None
+) -> NDArray[np.intp]:
+    """``np.argmax(scores, axis=0)`` of class-major scores ``(k, n)``, classes not ``allowed`` left out.
+
+    The same codes as ``np.argmax`` over the scores with the left-out rows set
+    to ``-inf`` (ties go to the first class), for finite scores; the caller
+    checks they are (``check_outputs``). numpy's argmax over a short axis
+    works row by row (about 45 ns per frame for ten classes); here it is one
+    vectorized pass per class over ``n`` frames, a quarter of the time.
+
+    Args:
+        scores: ``(k, n)`` finite scores, one row per class.
+        allowed: ``bool[k]`` the classes that may be predicted (None: all). With
+            none allowed every code is 0, as ``np.argmax`` of ``-inf`` rows gives.
+    """
+    k, n = scores.shape
+    rows = list(range(k)) if allowed is None else np.flatnonzero(allowed).tolist()
+    if len(rows) <= 1:
+        return np.full(n, rows[0] if rows else 0, dtype=np.intp)
+    # A class index is written only where its score beats every earlier one, and indices
+    # grow, so ``maximum`` keeps the last (i.e. the first-maximum) winner: no masked writes.
+    small = np.uint8 if rows[-1] < 256 else np.intp
+    code = np.full(n, rows[0], dtype=small)
+    beat = np.empty(n, dtype=np.bool_)
+    tag = np.empty(n, dtype=small)
+    top = scores[rows[0]].copy()
+    for j in rows[1:]:
+        row = scores[j]
+        np.greater(row, top, out=beat)
+        np.multiply(beat, small(j), out=tag)
+        np.maximum(code, tag, out=code)
+        np.maximum(top, row, out=top)
+    return code.astype(np.intp, copy=False)
 
 
 class Estimator:

@@ -42,10 +42,12 @@ from numpy.typing import ArrayLike, NDArray
 from wirelearn.errors import ConfigError, ModelError
 from wirelearn.models._base import (
     OnlineClassifier,
+    argmax_classes,
     check_choice,
     check_float,
     check_int,
     check_outputs,
+    feature_major,
 )
 
 __all__ = [
@@ -126,6 +128,63 @@ def _rbf_map(transformer: Any, X: NDArray[Any], weights: NDArray[Any] | None) ->
     norm = transformer.normalization_.T
     right = norm if weights is None else norm @ weights
     K: NDArray[Any] = d2 @ right.astype(dtype, copy=False)
+    return K
+
+
+def linear_scores_t(X: NDArray[Any], coef: NDArray[Any]) -> NDArray[Any]:
+    """``coef @ X.T``, class-major ``(k, n)``, in ``X``'s precision (C-contiguous or a transposed view).
+
+    The orientation follows ``X``'s layout (``feature_major``): the one
+    whose operands BLAS reads as they are.
+    """
+    W = coef.astype(X.dtype, copy=False)
+    if feature_major(X):
+        out: NDArray[Any] = W @ X.T
+        return out
+    rows: NDArray[Any] = X @ W.T
+    view: NDArray[Any] = rows.T
+    return view
+
+
+def rbf_scores_t(transformer: Any, X: NDArray[Any], coef: NDArray[Any]) -> NDArray[Any]:
+    """``coef @ rbf_map(transformer, X).T``: a linear model's class-major scores in kernel space.
+
+    For a feature-major ``X`` (``feature_major``) the map is computed
+    transposed, ``(m, n)``, straight from ``X``'s columns, ``MAP_ROWS``
+    frames at a time; otherwise ``rbf_map`` row by row and the result is a
+    transposed view.
+    """
+    if not feature_major(X):
+        view: NDArray[Any] = rbf_map(transformer, X, coef.T).T
+        return view
+    out = np.empty((coef.shape[0], len(X)), dtype=X.dtype)
+    for i in range(0, len(X), MAP_ROWS):
+        out[:, i : i + MAP_ROWS] = _rbf_map_t(transformer, X[i : i + MAP_ROWS].T, coef)
+    return out
+
+
+def _rbf_map_t(transformer: Any, XT: NDArray[Any], coef: NDArray[Any]) -> NDArray[Any]:
+    """``coef @ map(X).T`` from ``XT = X.T`` (``(d, n)``, row-major): ``_rbf_map`` transposed."""
+    dtype = XT.dtype
+    if hasattr(transformer, "random_weights_"):  # RBFSampler
+        m = transformer.random_weights_.shape[1]
+        Z: NDArray[Any] = transformer.random_weights_.T.astype(dtype) @ XT
+        Z += transformer.random_offset_.astype(dtype)[:, None]
+        np.cos(Z, out=Z)
+        # The scale goes into the (k, m) weights rather than over the (m, n) map.
+        scaled = (coef * math.sqrt(2.0 / m)).astype(dtype)
+        out: NDArray[Any] = scaled @ Z
+        return out
+    landmarks = transformer.components_.astype(dtype, copy=False)
+    d2 = landmarks @ XT
+    d2 *= dtype.type(-2.0)
+    d2 += np.einsum("ij,ij->j", XT, XT)[None, :]
+    d2 += np.einsum("ij,ij->i", landmarks, landmarks)[:, None]
+    np.maximum(d2, 0.0, out=d2)
+    d2 *= dtype.type(-transformer.gamma)
+    np.exp(d2, out=d2)
+    left = coef @ transformer.normalization_
+    K: NDArray[Any] = left.astype(dtype) @ d2
     return K
 
 
@@ -277,10 +336,9 @@ class _SGDFamily(OnlineClassifier):
         """What the linear model sees of ``X`` (the kernel SVM maps it first)."""
         return X
 
-    def _project(self, X: NDArray[Any], weights: NDArray[Any]) -> NDArray[Any]:
-        """``_inputs(X) @ weights``, in ``X``'s precision."""
-        out: NDArray[Any] = X @ weights.astype(X.dtype, copy=False)
-        return out
+    def _project(self, X: NDArray[Any], coef: NDArray[Any]) -> NDArray[Any]:
+        """``coef @ _inputs(X).T``, class-major ``(k, n)``, in ``X``'s precision."""
+        return linear_scores_t(X, coef)
 
     def _fit_codes(self, X: NDArray[Any], codes: NDArray[np.intp]) -> None:
         X = np.ascontiguousarray(X, dtype=np.float64)
@@ -353,27 +411,48 @@ class _SGDFamily(OnlineClassifier):
     def _ready(self) -> bool:
         return self._est is not None
 
-    def _scores(self, X: NDArray[Any]) -> NDArray[Any]:
-        """Decision values for the known labels only (spare rows dropped).
+    def _class_scores(self, X: NDArray[Any]) -> tuple[NDArray[Any], bool]:
+        """Decision values of the known labels, class-major ``(k, n)``, and whether all are finite.
 
-        ``X @ coef_.T + intercept_`` as scikit-learn's ``decision_function``
-        computes it, in ``X``'s precision and without its per-call checks.
+        ``coef_ @ X.T + intercept_[:, None]``: scikit-learn's ``decision_function``
+        transposed, in ``X``'s precision and without its per-call checks.
         """
         k = len(self._labels)
-        scores = self._project(X, self._est.coef_[:k].T)
-        scores += self._est.intercept_[:k].astype(scores.dtype, copy=False)
-        check_outputs(scores, X)
-        # A label known up front but never learned is never predicted: its row only
-        # learned "not this class", and would otherwise win where every score is low.
-        scores[:, self._counts[:k] == 0] = -np.inf
-        return scores
+        product = self._project(X, self._est.coef_[:k])
+        intercept = self._est.intercept_[:k].astype(product.dtype)[:, None]
+        if product.flags.c_contiguous:
+            product += intercept
+            scores = product
+        else:
+            # A transposed view: the intercept's addition makes the class-major copy.
+            scores = np.empty(product.shape, dtype=product.dtype)
+            np.add(product, intercept, out=scores)
+        return scores, check_outputs(scores, X)
+
+    def _scores(self, X: NDArray[Any]) -> NDArray[Any]:
+        """Decision values ``(n, k)`` for the known labels only (spare rows dropped).
+
+        Labels never learned score ``-inf``: a label known up front but never
+        learned is never predicted (its row only learned "not this class", and
+        would otherwise win where every score is low).
+        """
+        scores, _ = self._class_scores(X)
+        scores[self._counts[: len(scores)] == 0] = -np.inf
+        out: NDArray[Any] = scores.T
+        return out
 
     _checks_outputs = True
 
     def _predict_codes(self, X: NDArray[Any]) -> NDArray[np.intp]:
-        """The label with the largest decision value."""
-        codes: NDArray[np.intp] = np.argmax(self._scores(X), axis=1)
-        return codes
+        """The label with the largest decision value: ``np.argmax(_scores(X), axis=1)``, faster."""
+        scores, finite = self._class_scores(X)
+        learned = self._counts[: len(scores)] > 0
+        if not finite:
+            # An overflow: np.argmax over the masked scores, exactly as ``_scores`` defines it.
+            scores[~learned] = -np.inf
+            out: NDArray[np.intp] = np.argmax(scores, axis=0)
+            return out
+        return argmax_classes(scores, None if learned.all() else learned)
 
     def predict_proba_many(self, X: ArrayLike) -> NDArray[np.float64]:
         """Class probabilities for ``log_loss`` and ``modified_huber``, as scikit-learn computes them.
@@ -635,7 +714,8 @@ class KernelSVM(_SGDFamily):
     well as the rest; Nystroem landmarks drawn from attack-free early traffic
     map every later attack frame close to zero. The map is applied in the
     input's precision (``float32`` from the feature pipeline) with one matrix
-    product, the same way for learning and prediction.
+    product, the same map for learning and prediction (which computes it
+    transposed for a column-major input: ``rbf_scores_t``).
 
     Args:
         n_components: dimension of the kernel approximation.
@@ -735,8 +815,8 @@ class KernelSVM(_SGDFamily):
     def _inputs(self, X: NDArray[Any]) -> NDArray[Any]:
         return rbf_map(self._transformer, X)
 
-    def _project(self, X: NDArray[Any], weights: NDArray[Any]) -> NDArray[Any]:
-        return rbf_map(self._transformer, X, weights)
+    def _project(self, X: NDArray[Any], coef: NDArray[Any]) -> NDArray[Any]:
+        return rbf_scores_t(self._transformer, X, coef)
 
     def _coef_width(self) -> int | None:
         return self.n_components
