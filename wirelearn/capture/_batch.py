@@ -8,12 +8,12 @@ object per frame.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["LINKTYPE_NAMES", "FrameBatch", "Interface", "linktype_name"]
+__all__ = ["LINKTYPE_NAMES", "FrameBatch", "Interface", "gather_frames", "linktype_name"]
 
 #: Link types wirelearn names; others print as their number.
 LINKTYPE_NAMES: dict[int, str] = {
@@ -63,11 +63,65 @@ class Interface:
 
 
 _I64 = NDArray[np.int64]
+_U8 = NDArray[np.uint8]
 
 
-@dataclass(frozen=True, eq=False)
+def gather_frames(buf: _U8, start: _I64, caplen: _I64, out: _U8 | None = None) -> _U8:
+    """Copy the bytes of each frame out of ``buf``, back to back.
+
+    ``start`` must be increasing and the frames must not overlap (true of any
+    capture file). One boolean mask over the span, then one boolean-index
+    gather: no per-frame Python and one byte of temporary memory per byte of
+    input. (``np.compress`` with ``out=`` would avoid nothing: it builds an
+    8-byte index per selected byte, and is slower than the gather plus a copy.)
+
+    Args:
+        buf: the buffer.
+        start: where each frame starts in ``buf``.
+        caplen: each frame's length.
+        out: where to put the bytes (exactly ``caplen.sum()`` long), or None for a new array.
+
+    >>> buf = np.frombuffer(b"..ab...cde", dtype=np.uint8)
+    >>> gather_frames(buf, np.array([2, 7]), np.array([2, 3])).tobytes()
+    b'abcde'
+    """
+    n = len(start)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint8) if out is None else out
+    lo = int(start[0])
+    hi = int(start[-1] + caplen[-1])
+    span: _U8 = buf[lo:hi]
+    if n == 1 or hi - lo == int(caplen.sum()):
+        # One frame, or frames already back to back: a plain copy.
+        if out is not None:
+            out[:] = span
+            return out
+        one: _U8 = span.copy()
+        return one
+    ends = start + caplen
+    counts = np.empty(2 * n - 1, dtype=np.int64)
+    counts[0::2] = caplen
+    counts[1::2] = start[1:] - ends[:-1]
+    pattern = np.zeros(2 * n - 1, dtype=np.bool_)
+    pattern[0::2] = True
+    mask = np.repeat(pattern, counts)
+    data: _U8 = span[mask]
+    if out is not None:
+        out[:] = data
+        return out
+    return data
+
+
 class FrameBatch:
     """A batch of raw frames held in numpy arrays.
+
+    A batch is immutable. Its bytes are held one of two ways, invisibly to its
+    users: *packed*, frames back to back in ``data`` as ``offsets`` describes;
+    or as a *view* into the buffer a file was read into (``FrameBatch.view``),
+    frame ``i`` at ``buffer[start[i] : start[i] + caplen[i]]``, so that reading
+    a file copies no frame bytes. A view packs its bytes the first time
+    ``data`` or ``offsets`` is read, and keeps them; ``spans()`` gives every
+    frame's bytes either way without packing (the decoder's access).
 
     Args:
         frame: 1-based frame numbers in the stream (``int64[n]``). They are
@@ -87,17 +141,149 @@ class FrameBatch:
     caplen: _I64
     wirelen: _I64
     iface: NDArray[np.int32]
-    data: NDArray[np.uint8]
-    offsets: _I64
-    interfaces: tuple[Interface, ...] = field(default=())
+    interfaces: tuple[Interface, ...]
 
-    def __post_init__(self) -> None:
-        n = len(self.frame)
+    def __init__(
+        self,
+        frame: _I64,
+        ts_ns: _I64,
+        caplen: _I64,
+        wirelen: _I64,
+        iface: NDArray[np.int32],
+        data: _U8,
+        offsets: _I64,
+        interfaces: tuple[Interface, ...] = (),
+    ) -> None:
+        self._init(frame, ts_ns, caplen, wirelen, iface, interfaces)
+        if len(offsets) != len(frame) + 1:
+            raise ValueError(f"FrameBatch.offsets has {len(offsets)} items, not {len(frame) + 1}")
+        d = self.__dict__
+        d["_data"], d["_offsets"] = data, offsets
+        d["_buf"], d["_start"] = None, None
+
+    def _init(
+        self,
+        frame: _I64,
+        ts_ns: _I64,
+        caplen: _I64,
+        wirelen: _I64,
+        iface: NDArray[np.int32],
+        interfaces: tuple[Interface, ...],
+    ) -> None:
+        n = len(frame)
+        d = self.__dict__
+        d["frame"], d["ts_ns"], d["caplen"], d["wirelen"], d["iface"] = (
+            frame,
+            ts_ns,
+            caplen,
+            wirelen,
+            iface,
+        )
+        d["interfaces"] = interfaces
         for name in ("ts_ns", "caplen", "wirelen", "iface"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"FrameBatch.{name} has {len(getattr(self, name))} items, not {n}")
-        if len(self.offsets) != n + 1:
-            raise ValueError(f"FrameBatch.offsets has {len(self.offsets)} items, not {n + 1}")
+            if len(d[name]) != n:
+                raise ValueError(f"FrameBatch.{name} has {len(d[name])} items, not {n}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __repr__(self) -> str:
+        how = "view" if self.is_view else "packed"
+        return f"FrameBatch({len(self)} frames, {self.nbytes} bytes, {how})"
+
+    @classmethod
+    def view(
+        cls,
+        buffer: _U8,
+        start: _I64,
+        *,
+        frame: _I64,
+        ts_ns: _I64,
+        caplen: _I64,
+        wirelen: _I64,
+        iface: NDArray[np.int32],
+        interfaces: tuple[Interface, ...] = (),
+    ) -> FrameBatch:
+        """A batch whose frame ``i`` is ``buffer[start[i] : start[i] + caplen[i]]``.
+
+        No byte is copied. ``buffer`` must never change afterwards (a read-only
+        array over ``bytes`` is safest), ``start`` must be increasing and the
+        frames must not overlap, as in any capture file.
+
+        Args:
+            buffer: the bytes the frames lie in (``uint8``).
+            start: where each frame starts in ``buffer`` (``int64[n]``).
+            frame: as for the constructor; likewise ``ts_ns`` to ``interfaces``.
+            ts_ns: capture timestamps in ns.
+            caplen: captured lengths.
+            wirelen: lengths on the wire.
+            iface: interface indices.
+            interfaces: the interface table.
+
+        >>> buf = np.frombuffer(b"hdrABChdrDE", dtype=np.uint8)
+        >>> b = FrameBatch.view(buf, np.array([3, 9]), frame=np.array([1, 2]),
+        ...     ts_ns=np.zeros(2, np.int64), caplen=np.array([3, 2]),
+        ...     wirelen=np.array([3, 2]), iface=np.zeros(2, np.int32))
+        >>> b.frame_bytes(1), b.is_view, b.data.tobytes(), b.offsets.tolist()
+        (b'DE', True, b'ABCDE', [0, 3, 5])
+        """
+        self = cls.__new__(cls)
+        self._init(frame, ts_ns, caplen, wirelen, iface, interfaces)
+        if len(start) != len(frame):
+            raise ValueError(f"FrameBatch.view start has {len(start)} items, not {len(frame)}")
+        d = self.__dict__
+        d["_data"], d["_offsets"] = None, None
+        d["_buf"], d["_start"] = buffer, start
+        return self
+
+    # --- the bytes ----------------------------------------------------------------------------
+
+    @property
+    def is_view(self) -> bool:
+        """Whether the bytes are still a view into a read buffer (not yet packed)."""
+        return self.__dict__["_data"] is None
+
+    @property
+    def data(self) -> _U8:
+        """Every captured byte, frames back to back (``uint8``); packs a view once."""
+        d = self.__dict__
+        if d["_data"] is None:
+            self._pack()
+        packed: _U8 = d["_data"]
+        return packed
+
+    @property
+    def offsets(self) -> _I64:
+        """Start of frame ``i`` in ``data`` at ``offsets[i]``, with a final end (``int64[n+1]``)."""
+        d = self.__dict__
+        if d["_offsets"] is None:
+            self._pack()
+        offsets: _I64 = d["_offsets"]
+        return offsets
+
+    def _pack(self) -> None:
+        d = self.__dict__
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(self.caplen, out=offsets[1:])
+        data = gather_frames(d["_buf"], d["_start"], self.caplen)
+        # Packed once and for all: the read buffer is no longer needed.
+        d["_data"], d["_offsets"], d["_buf"], d["_start"] = data, offsets, None, None
+
+    def spans(self) -> tuple[_U8, _I64, _I64]:
+        """The buffer the frames lie in and where each starts and ends in it, without packing.
+
+        Returns:
+            ``(buffer, start, end)``: frame ``i`` is ``buffer[start[i]:end[i]]``.
+        """
+        d = self.__dict__
+        if d["_data"] is not None:
+            offsets: _I64 = d["_offsets"]
+            return d["_data"], offsets[:-1], offsets[1:]
+        start: _I64 = d["_start"]
+        return d["_buf"], start, start + self.caplen
 
     # --- construction -------------------------------------------------------------------------
 
@@ -172,21 +358,38 @@ class FrameBatch:
         if len(bs) == 1:
             return bs[0]
         interfaces = max((b.interfaces for b in bs), key=len)
-        datas = [b.data[b.offsets[0] : b.offsets[-1]] for b in bs]
-        sizes = np.array([len(d) for d in datas], dtype=np.int64)
-        base = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        offsets = np.concatenate(
-            [b.offsets[:-1] - b.offsets[0] + base[i] for i, b in enumerate(bs)]
-            + [np.array([int(sizes.sum())], dtype=np.int64)]
-        )
+        joined = _join_views(bs)
+        if joined is not None:
+            buf, start = joined
+            return cls.view(
+                buf,
+                start,
+                frame=np.concatenate([b.frame for b in bs]),
+                ts_ns=np.concatenate([b.ts_ns for b in bs]),
+                caplen=np.concatenate([b.caplen for b in bs]),
+                wirelen=np.concatenate([b.wirelen for b in bs]),
+                iface=np.concatenate([b.iface for b in bs]),
+                interfaces=interfaces,
+            )
+        caplen = np.concatenate([b.caplen for b in bs])
+        offsets = np.zeros(len(caplen) + 1, dtype=np.int64)
+        np.cumsum(caplen, out=offsets[1:])
+        # Each part's bytes go straight to their place: a view is not packed on its own first.
+        data = np.empty(int(offsets[-1]), dtype=np.uint8)
+        at = 0
+        for b in bs:
+            buf, start, _end = b.spans()
+            size = int(b.caplen.sum())
+            gather_frames(buf, start, b.caplen, out=data[at : at + size])
+            at += size
         return cls(
             frame=np.concatenate([b.frame for b in bs]),
             ts_ns=np.concatenate([b.ts_ns for b in bs]),
-            caplen=np.concatenate([b.caplen for b in bs]),
+            caplen=caplen,
             wirelen=np.concatenate([b.wirelen for b in bs]),
             iface=np.concatenate([b.iface for b in bs]),
-            data=np.concatenate(datas) if datas else np.zeros(0, np.uint8),
-            offsets=offsets.astype(np.int64),
+            data=data,
+            offsets=offsets,
             interfaces=interfaces,
         )
 
@@ -210,7 +413,53 @@ class FrameBatch:
 
     def frame_bytes(self, i: int) -> bytes:
         """The captured bytes of the ``i``-th frame of this batch (not frame number ``i``)."""
-        return self.data[self.offsets[i] : self.offsets[i + 1]].tobytes()
+        buf, start, end = self.spans()
+        return buf[start[i] : end[i]].tobytes()
+
+    def _with(
+        self,
+        *,
+        frame: _I64 | None = None,
+        iface: NDArray[np.int32] | None = None,
+        interfaces: tuple[Interface, ...] | None = None,
+    ) -> FrameBatch:
+        """The same bytes (packed or view) with frame numbers or interfaces replaced."""
+        fr = self.frame if frame is None else frame
+        ifc = self.iface if iface is None else iface
+        ifs = self.interfaces if interfaces is None else interfaces
+        d = self.__dict__
+        if d["_data"] is not None:
+            return FrameBatch(
+                frame=fr,
+                ts_ns=self.ts_ns,
+                caplen=self.caplen,
+                wirelen=self.wirelen,
+                iface=ifc,
+                data=d["_data"],
+                offsets=d["_offsets"],
+                interfaces=ifs,
+            )
+        return FrameBatch.view(
+            d["_buf"],
+            d["_start"],
+            frame=fr,
+            ts_ns=self.ts_ns,
+            caplen=self.caplen,
+            wirelen=self.wirelen,
+            iface=ifc,
+            interfaces=ifs,
+        )
+
+    def with_interfaces(
+        self, interfaces: tuple[Interface, ...], iface: NDArray[np.int32] | None = None
+    ) -> FrameBatch:
+        """The same frames, sharing their bytes (packed or not), with another interface table.
+
+        Args:
+            interfaces: the new table.
+            iface: new interface indices, or None to keep them.
+        """
+        return self._with(iface=iface, interfaces=interfaces)
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.integer]) -> FrameBatch:
         """A new batch of the selected frames, in the given order, keeping frame numbers.
@@ -224,7 +473,8 @@ class FrameBatch:
         idx = idx.astype(np.int64, copy=False)
         if len(idx) == len(self) and np.array_equal(idx, np.arange(len(self))):
             return self
-        starts = self.offsets[idx]
+        buf, all_starts, _end = self.spans()
+        starts = all_starts[idx]
         lens = self.caplen[idx]
         new_off = np.zeros(len(idx) + 1, dtype=np.int64)
         np.cumsum(lens, out=new_off[1:])
@@ -233,7 +483,7 @@ class FrameBatch:
         if total:
             owner = np.repeat(np.arange(len(idx)), lens)
             pos = starts[owner] + (np.arange(total, dtype=np.int64) - new_off[owner])
-            data = self.data[pos]
+            data = buf[pos]
         else:
             data = np.zeros(0, dtype=np.uint8)
         return FrameBatch(
@@ -251,19 +501,57 @@ class FrameBatch:
         """Frames ``start:stop`` of this batch, sharing the byte buffer."""
         start, stop, _ = slice(start, stop).indices(len(self))
         stop = max(stop, start)
+        d = self.__dict__
+        if d["_data"] is None:
+            return FrameBatch.view(
+                d["_buf"],
+                d["_start"][start:stop],
+                frame=self.frame[start:stop],
+                ts_ns=self.ts_ns[start:stop],
+                caplen=self.caplen[start:stop],
+                wirelen=self.wirelen[start:stop],
+                iface=self.iface[start:stop],
+                interfaces=self.interfaces,
+            )
         return FrameBatch(
             frame=self.frame[start:stop],
             ts_ns=self.ts_ns[start:stop],
             caplen=self.caplen[start:stop],
             wirelen=self.wirelen[start:stop],
             iface=self.iface[start:stop],
-            data=self.data,
-            offsets=self.offsets[start : stop + 1],
+            data=d["_data"],
+            offsets=d["_offsets"][start : stop + 1],
             interfaces=self.interfaces,
         )
 
     def compact(self) -> FrameBatch:
-        """A copy whose buffer holds only this batch's bytes and whose offsets start at 0."""
+        """A copy whose buffer holds only this batch's bytes and whose offsets start at 0.
+
+        A view stays a view (its bytes are packed only when asked for) over a copy
+        of the stretch of its buffer its frames lie in, record headers included.
+        """
+        d = self.__dict__
+        if d["_data"] is None and len(self):
+            buf, start, end = self.spans()
+            lo, hi = int(start[0]), int(end[-1])
+            if lo == 0 and hi == len(buf):
+                return self
+            if _dense(hi - lo, self):
+                return self._with_buffer(buf[lo:hi].copy(), start - lo)
+        if d["_data"] is None:
+            buf, start = d["_buf"], d["_start"]
+            offsets = np.zeros(len(self) + 1, dtype=np.int64)
+            np.cumsum(self.caplen, out=offsets[1:])
+            return FrameBatch(
+                frame=self.frame,
+                ts_ns=self.ts_ns,
+                caplen=self.caplen,
+                wirelen=self.wirelen,
+                iface=self.iface,
+                data=gather_frames(buf, start, self.caplen),
+                offsets=offsets,
+                interfaces=self.interfaces,
+            )
         lo, hi = int(self.offsets[0]), int(self.offsets[-1])
         if lo == 0 and hi == len(self.data):
             return self
@@ -278,15 +566,48 @@ class FrameBatch:
             interfaces=self.interfaces,
         )
 
-    def renumber(self, first_frame: int) -> FrameBatch:
-        """The same frames numbered ``first_frame, first_frame + 1, ...``."""
-        return FrameBatch(
-            frame=np.arange(first_frame, first_frame + len(self), dtype=np.int64),
+    def _with_buffer(self, buffer: _U8, start: _I64) -> FrameBatch:
+        return FrameBatch.view(
+            buffer,
+            start,
+            frame=self.frame,
             ts_ns=self.ts_ns,
             caplen=self.caplen,
             wirelen=self.wirelen,
             iface=self.iface,
-            data=self.data,
-            offsets=self.offsets,
             interfaces=self.interfaces,
         )
+
+    def renumber(self, first_frame: int) -> FrameBatch:
+        """The same frames numbered ``first_frame, first_frame + 1, ...``."""
+        return self._with(frame=np.arange(first_frame, first_frame + len(self), dtype=np.int64))
+
+
+def _dense(span: int, batch: FrameBatch) -> bool:
+    """Whether ``span`` bytes holding ``batch``'s frames are little more than the frames
+    (record headers between them): then copying the span beats gathering the frames."""
+    return span <= 2 * batch.nbytes + 64 * len(batch)
+
+
+def _join_views(batches: list[FrameBatch]) -> tuple[_U8, _I64] | None:
+    """One buffer holding the stretches of buffer of ``batches`` (some of them views)
+    back to back, and where each frame starts in it; None to pack them instead."""
+    parts = [b for b in batches if len(b)]
+    if not any(b.is_view for b in parts):
+        return None
+    spans = []
+    for b in parts:
+        buf, start, end = b.spans()
+        lo, hi = int(start[0]), int(end[-1])
+        if not _dense(hi - lo, b):
+            return None
+        spans.append((buf, start, lo, hi))
+    out = np.empty(sum(hi - lo for _b, _s, lo, hi in spans), dtype=np.uint8)
+    starts = []
+    at = 0
+    # One copy of each stretch (headers and all): much cheaper than gathering frames.
+    for buf, start, lo, hi in spans:
+        out[at : at + hi - lo] = buf[lo:hi]
+        starts.append(start - (lo - at))
+        at += hi - lo
+    return out, (np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64))

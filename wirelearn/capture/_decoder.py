@@ -5,6 +5,8 @@ frames out with ``batches()``; call ``finish()`` at the end of the input.
 The decoder detects pcap or pcapng from the first bytes and keeps only what
 it has not yet decoded (at most one partial record, whose length has been
 checked against the limits before anything waits for it).
+Frames are copied out of the input back to back, except with ``zero_copy``,
+where a batch points into the buffer that was fed (pcap only).
 
 Errors keep their place in the stream: when the input turns corrupt,
 ``batches()`` first yields every frame before the fault and only then raises,
@@ -30,7 +32,7 @@ from wirelearn.capture._batch import FrameBatch, Interface
 from wirelearn.capture._pcap import PCAP_MAGICS, PcapParser
 from wirelearn.capture._pcapng import PCAPNG_MAGIC, PcapngParser
 from wirelearn.capture._source import SourceStats
-from wirelearn.capture._walk import InterfaceTable, Records, gather_frames
+from wirelearn.capture._walk import Buffer, InterfaceTable, Records, gather_frames
 from wirelearn.errors import ConfigError, FormatError, WirelearnError
 
 __all__ = ["CaptureDecoder", "describe_magic"]
@@ -90,6 +92,10 @@ class CaptureDecoder:
             frames are ready, or ``finish()``; for inputs whose next chunk is always at
             hand (a regular file), so that batches come out full. 0 (the default)
             yields what is decoded at once, as a live stream needs.
+        zero_copy: pcap frames are not copied out of the buffers fed: each batch whose
+            frames all lie in one buffer is a view into it (``FrameBatch.view``), and
+            keeps that buffer alive. For a reader that feeds large buffers and calls
+            ``rewind()`` before each one, so that a batch never spans two.
     """
 
     def __init__(
@@ -113,10 +119,10 @@ class CaptureDecoder:
         self._head = b""
         self._fed = 0
         # Undecoded input: self._buf[self._pos:] then the chunks fed since the last merge.
-        self._buf = b""
+        self._buf: Buffer = b""
         self._pos = 0
         self._base = 0
-        self._chunks: list[bytes] = []
+        self._chunks: list[Buffer] = []
         self._chunks_len = 0
         self._need = 0
         self._skip = 0
@@ -131,6 +137,19 @@ class CaptureDecoder:
         self._out: NDArray[np.uint8] = np.zeros(0, dtype=np.uint8)
         self._used = 0
         self._avg = 256.0  # bytes per frame so far, to size the next batch's buffer
+        self.zero_copy = False
+        # Zero-copy frames not yet yielded: their records (starts as stream offsets), the
+        # buffer they lie in and its stream offset. After ``rewind()`` the buffer is None
+        # until the input is fed again from the frames' first byte, and ``_resume`` is
+        # where decoding goes on.
+        self._zrecs: list[Records] = []
+        self._zsrc: Buffer | None = None
+        self._zarr: NDArray[np.uint8] = np.zeros(0, dtype=np.uint8)
+        self._zbase = 0
+        self._resume: int | None = None
+        # The buffer asked for by ``rewind()`` was cut to ``hold_bytes``: whatever it
+        # holds is a full batch.
+        self._capped = False
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -147,7 +166,7 @@ class CaptureDecoder:
     @property
     def offset(self) -> int:
         """Input bytes consumed so far."""
-        return self._base + self._pos
+        return self._resume if self._resume is not None else self._base + self._pos
 
     @property
     def pending(self) -> int:
@@ -173,10 +192,26 @@ class CaptureDecoder:
             raise ValueError("CaptureDecoder.feed() after finish()")
         if not data:
             return
-        chunk = data if isinstance(data, bytes) else bytes(data)
+        self._push(data if isinstance(data, bytes) else bytes(data))
+
+    def feed_buffer(self, data: memoryview) -> None:
+        """Like ``feed()``, but without copying ``data``, which must never change again
+        (batches may point into it with ``zero_copy``).
+
+        Raises:
+            FormatError: the first bytes are not a pcap or pcapng magic.
+        """
+        if self._fault is not None:
+            raise self._fault
+        if self._finished:
+            raise ValueError("CaptureDecoder.feed_buffer() after finish()")
+        if len(data):
+            self._push(data.toreadonly().cast("B"))
+
+    def _push(self, chunk: Buffer) -> None:
         self._fed += len(chunk)
         if len(self._head) < 4:
-            self._head += chunk[: 4 - len(self._head)]
+            self._head += bytes(chunk[: 4 - len(self._head)])
         self._chunks.append(chunk)
         self._chunks_len += len(chunk)
         self._apply_skip()
@@ -235,28 +270,79 @@ class CaptureDecoder:
         if parser is not None and not self.resync:
             while tail and self._need > len(tail) and k < len(joined) and self._fault is None:
                 take = min(self._need - len(tail), len(joined) - k)
-                small = tail + joined[k : k + take]
+                small = b"".join((tail, joined[k : k + take]))
                 k += take
                 arr = np.frombuffer(small, dtype=np.uint8)
                 step = parser.walk(small, arr, 0, len(small), base, self.batch_size, False)
                 if len(step.records):
-                    self._take(arr, step.records)
+                    self._take(small, arr, base, step.records)
                 tail = small[step.pos :]
                 base += step.pos
                 self._need = step.need
                 self._fault = step.fault
         if tail:
-            self._buf = tail + joined[k:]
+            self._buf = b"".join((tail, joined[k:]))
             self._base, self._pos = base, 0
         else:
             self._buf = joined
             self._base, self._pos = base - k, k
+        if self._resume is not None:
+            # Fed again from an earlier offset after ``rewind()``: go on where decoding was.
+            self._pos = self._resume - self._base
+            self._resume = None
+            if self._pos > len(self._buf):
+                self._fault = FormatError(
+                    "the input is shorter than when it was first read (did the file shrink?)",
+                    path=self.name,
+                    offset=self._base + len(self._buf),
+                )
+        if self._zrecs and self._zsrc is None and self._fault is None:
+            # Frames held over a ``rewind()``: the buffer fed since holds them again.
+            self._adopt(self._buf, np.frombuffer(self._buf, dtype=np.uint8), self._base)
 
     # --- output --------------------------------------------------------------------------------
 
-    def _take(self, arr: NDArray[np.uint8], rec: Records) -> None:
-        """Add decoded frames to the next batch, copying their bytes at once (``arr`` is hot)."""
+    def _take(self, src: Buffer, arr: NDArray[np.uint8], base: int, rec: Records) -> None:
+        """Add decoded frames to the next batch: by reference to ``src`` (zero-copy), or
+        copying their bytes at once (``arr`` is hot).
+
+        Args:
+            src: the buffer the records were found in; ``arr`` is it as ``uint8``.
+            arr: ``src`` as a numpy array.
+            base: the stream offset of ``src[0]``.
+            rec: the records, starts relative to ``src``.
+        """
         size = int(rec.caplen.sum())
+        # The average frame size of the last few thousand frames.
+        weight = min(1.0, len(rec) / 4096)
+        self._avg = (1.0 - weight) * self._avg + weight * (size / max(len(rec), 1))
+        if self.zero_copy and not self._recs:
+            if self._zrecs and self._zsrc is not src:
+                self._spill()
+            if not self._recs:
+                if not self._zrecs:
+                    self._adopt(src, arr, base)
+                self._zrecs.append(
+                    Records(rec.start + base, rec.caplen, rec.wirelen, rec.ts_ns, rec.iface)
+                )
+                self._used += size
+                self._count += len(rec)
+                return
+        self._take_packed(arr, rec, size)
+
+    def _adopt(self, src: Buffer, arr: NDArray[np.uint8], base: int) -> None:
+        self._zsrc, self._zarr, self._zbase = src, arr, base
+
+    def _spill(self) -> None:
+        """Copy the zero-copy frames held so far into the packed buffer (they span buffers)."""
+        held, self._zrecs = self._zrecs, []
+        self._used = 0
+        self._count = 0
+        for r in held:
+            rel = Records(r.start - self._zbase, r.caplen, r.wirelen, r.ts_ns, r.iface)
+            self._take_packed(self._zarr, rel, int(r.caplen.sum()))
+
+    def _take_packed(self, arr: NDArray[np.uint8], rec: Records, size: int) -> None:
         need = self._used + size
         if need > len(self._out):
             # When holding frames for a full batch, room for the whole batch at the average
@@ -273,7 +359,70 @@ class CaptureDecoder:
         self._recs.append(rec)
         self._count += len(rec)
 
+    def rewind(self) -> tuple[int, int]:
+        """Drop the input not yet decoded, for a reader that will feed it again from a
+        better place: a regular file read in large buffers (see ``zero_copy``).
+
+        Frames decoded but held back for a fuller batch are dropped from memory too
+        (not their records): the next input fed must start at the returned offset,
+        the first byte of the first such frame, so that the batch is one buffer.
+
+        Returns:
+            The stream offset the next ``feed()`` must start at, and how many bytes to
+            feed there to complete the next batch, at the average frame size so far.
+        """
+        resume = self.offset
+        if self._recs and self._zrecs:
+            self._spill()
+        at = int(self._zrecs[0].start[0]) if self._zrecs else resume
+        self._zsrc, self._zarr = None, np.zeros(0, dtype=np.uint8)
+        self._buf, self._pos, self._base = b"", 0, at
+        if isinstance(self._parser, PcapParser):
+            self._parser.forget_buffer()
+        self._chunks.clear()
+        self._chunks_len = 0
+        self._resume = resume if resume != at else None
+        hs = self._parser.hs if isinstance(self._parser, PcapParser) else 0
+        # Enough for the rest of the batch at the average frame size, and a little more:
+        # a batch cut short by the end of the buffer costs reading it again.
+        frames = max(self.batch_size - self._count, 1)
+        want = int(frames * (self._avg + hs) * 1.03) + (1 << 16)
+        self._capped = False
+        if self.hold_bytes:
+            # Or the rest of ``hold_bytes`` of frames, with their headers, and no more:
+            # then the buffer's frames are the batch, however many they turn out to be.
+            room = max(self.hold_bytes - self._used, 0)
+            cap = int(room * (1.0 + hs / max(self._avg, 1.0)))
+            if cap < want:
+                want, self._capped = cap, True
+        return at, (resume - at) + max(self._need, want, 1)
+
     def _build(self) -> FrameBatch:
+        if self._zrecs:
+            rec = Records.concat(self._zrecs)
+            if self._zsrc is None:
+                # Fed nothing since ``rewind()``: the input ended where it had been read.
+                self._fault = FormatError(
+                    "the input is shorter than when it was first read (did the file shrink?)",
+                    path=self.name,
+                    offset=self._base,
+                )
+                raise self._fault
+            batch = FrameBatch.view(
+                self._zarr,
+                rec.start - self._zbase,
+                frame=np.arange(self._next_frame, self._next_frame + len(rec), dtype=np.int64),
+                ts_ns=rec.ts_ns,
+                caplen=rec.caplen,
+                wirelen=rec.wirelen,
+                iface=rec.iface,
+                interfaces=self._table.snapshot(),
+            )
+            self._zrecs = []
+            self._used = 0
+            self._count = 0
+            self._next_frame += len(rec)
+            return batch
         rec = Records.concat(self._recs)
         n = len(rec)
         offsets = np.zeros(n + 1, dtype=np.int64)
@@ -281,7 +430,6 @@ class CaptureDecoder:
         data = self._out[: self._used]
         if 2 * self._used < len(self._out):
             data = data.copy()  # a short batch (the last one) keeps no oversized buffer
-        self._avg = 0.75 * self._avg + 0.25 * (self._used / max(n, 1))
         # The batch owns the buffer: the next one starts a new one.
         self._out = np.zeros(0, dtype=np.uint8)
         self._used = 0
@@ -321,7 +469,7 @@ class CaptureDecoder:
             pos = self._pos
             step = parser.walk(buf, arr, pos, end, self._base, self.batch_size - self._count, final)
             if len(step.records):
-                self._take(arr, step.records)
+                self._take(buf, arr, self._base, step.records)
             progressed = step.pos != pos or len(step.records) > 0
             if step.pos > end:
                 # The parser is dropping a record that is still arriving.
@@ -340,6 +488,7 @@ class CaptureDecoder:
                 and step.pos <= end
                 and self._used < self.hold_bytes
                 and self._count < self.batch_size
+                and not (self._capped and step.need and self._zrecs)
             ):
                 # More input is at hand: keep these frames for a fuller batch.
                 self._need = step.need
@@ -435,6 +584,15 @@ class CaptureDecoder:
                 f"({left}{of} bytes); dropped"
             )
         self._base += len(self._buf) + self._chunks_len
+        self.release()
+
+    def release(self) -> None:
+        """Drop every reference to input buffers (at the end, or when the input is closed):
+        a finished decoder must not keep its last buffer alive (``zero_copy`` buffers are
+        a batch's worth). Input fed but not decoded is dropped too."""
         self._buf, self._pos = b"", 0
         self._chunks.clear()
         self._chunks_len = 0
+        self._zsrc, self._zarr = None, np.zeros(0, dtype=np.uint8)
+        if isinstance(self._parser, PcapParser):
+            self._parser.forget_buffer()

@@ -70,15 +70,9 @@ class ConcatSource(Source):
                         self._interfaces.append(itf)
                         seen += 1
                     self.stats.bytes_read = done_bytes + src.stats.bytes_read
-                    yield FrameBatch(
-                        frame=batch.frame,
-                        ts_ns=batch.ts_ns,
-                        caplen=batch.caplen,
-                        wirelen=batch.wirelen,
-                        iface=(batch.iface + base).astype(np.int32) if base else batch.iface,
-                        data=batch.data,
-                        offsets=batch.offsets,
-                        interfaces=tuple(self._interfaces),
+                    yield batch.with_interfaces(
+                        tuple(self._interfaces),
+                        iface=(batch.iface + base).astype(np.int32) if base else None,
                     )
                     del batch  # not held while the next batch is read
                     if self.closed:

@@ -22,12 +22,11 @@ import struct
 from typing import Literal
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from wirelearn.capture._batch import Interface
 from wirelearn.capture._source import SourceStats
-from wirelearn.capture._walk import Chain, InterfaceTable, Records, Step, u32_at
+from wirelearn.capture._walk import Buffer, Chain, InterfaceTable, Records, Step, u32_at
 from wirelearn.errors import FormatError, RecordTooLargeError, WirelearnError
 
 __all__ = ["PCAP_MAGICS", "PcapParser"]
@@ -101,13 +100,13 @@ class PcapParser:
         self._prev_s: int | None = None
         self._confirm = False
         # The candidates of the current window: (buffer, window start, window end, chain).
-        self._cache: tuple[bytes, int, int, Chain | None] | None = None
+        self._cache: tuple[Buffer, int, int, Chain | None] | None = None
 
     # --- the global header ----------------------------------------------------------------------
 
-    def _header(self, buf: bytes, pos: int, base: int) -> WirelearnError | None:
+    def _header(self, buf: Buffer, pos: int, base: int) -> WirelearnError | None:
         """Adopt the global header at ``pos`` (24 bytes are there)."""
-        order, unit, hs = PCAP_MAGICS[buf[pos : pos + 4]]
+        order, unit, hs = PCAP_MAGICS[bytes(buf[pos : pos + 4])]
         major, minor, _zone, _sigfigs, snaplen, network = struct.unpack_from(
             order + "HHiIII", buf, pos + 4
         )
@@ -133,8 +132,12 @@ class PcapParser:
         n = len(hdr)
         if n == 0:
             return Records.empty()
-        # One gather of every header's first 16 bytes, then read as four 32-bit columns.
-        words = sliding_window_view(arr, 16)[hdr].view(self.order + "u4").astype(np.int64)
+        # One gather of every header's first 16 bytes (a fancy index over a 16-byte item
+        # view with a one-byte stride: no index matrix), then read as four 32-bit columns.
+        heads = np.ndarray(
+            shape=(max(len(arr) - 15, 0),), dtype=np.dtype("V16"), buffer=arr, strides=(1,)
+        )
+        words = heads[hdr].view(self.order + "u4").reshape(n, 4).astype(np.int64)
         caplen = words[:, 2]
         ts = words[:, 0] * 1_000_000_000 + words[:, 1] * self.unit
         if self.snaplen:
@@ -171,12 +174,17 @@ class PcapParser:
         lim = min(wend, end - hs + 1)
         if lim - pos < _FAST_MIN:
             return None
-        hi, lo = (3, 2) if self.order == "<" else (0, 1)
-        # The top byte narrows the positions to about 1 in 256; the next byte is only
-        # tested there (two full compares and an ``&`` cost four times as much).
-        c = np.flatnonzero(arr[pos + hi : lim + hi] == np.uint8(self._ref >> 8))
-        c = c[arr[c + (pos + lo)] == np.uint8(self._ref & 0xFF)]
-        c += pos
+        # The seconds' top 16 bits, compared as 16-bit words: two views of the window
+        # (even and odd offsets), so half as many compares as bytes and no second test.
+        at = pos + (2 if self.order == "<" else 0)
+        ref = np.uint16(self._ref)
+        found = []
+        for par in (0, 1):
+            k = (lim - pos - par + 1) // 2
+            words = arr[at + par : at + par + 2 * k].view(self.order + "u2")
+            found.append(np.flatnonzero(words == ref) * 2 + (pos + par))
+        c = np.concatenate(found)
+        c.sort(kind="stable")  # two sorted runs: one merge
         if len(c) == 0:
             return None
         cap = u32[c + 8].astype(np.int64)
@@ -184,6 +192,10 @@ class PcapParser:
         ok = (cap <= self.max_caplen) & (nxt <= end)
         c = c[ok]
         return Chain(c, nxt[ok]) if len(c) else None
+
+    def forget_buffer(self) -> None:
+        """Drop what refers to the current buffer (its candidates), so it can be freed."""
+        self._cache = None
 
     def _too_large(self, cap: int, at: int) -> RecordTooLargeError:
         return RecordTooLargeError(
@@ -194,7 +206,7 @@ class PcapParser:
 
     def walk(
         self,
-        buf: bytes,
+        buf: Buffer,
         arr: NDArray[np.uint8],
         pos: int,
         end: int,
@@ -289,15 +301,15 @@ class PcapParser:
         snap = self.snaplen if self.snaplen else 0x7FFFFFFF
         return frac < 1_000_000_000 // self.unit and cap <= snap and wl >= cap
 
-    def _header_plausible(self, buf: bytes, q: int) -> bool:
+    def _header_plausible(self, buf: Buffer, q: int) -> bool:
         """Whether the 24 bytes at ``q`` look like a real global header."""
-        info = PCAP_MAGICS.get(buf[q : q + 4])
+        info = PCAP_MAGICS.get(bytes(buf[q : q + 4]))
         if info is None:
             return False
         major, minor, _z, _s, snaplen, _net = struct.unpack_from(info[0] + "HHiIII", buf, q + 4)
         return bool(major == 2 and minor == 4 and snaplen <= 0x7FFFFFFF)
 
-    def tail_is_record(self, tail: bytes) -> bool:
+    def tail_is_record(self, tail: Buffer) -> bool:
         """Whether bytes left at the end of a resynchronised stream start a plausible record."""
         if not self.header_done or len(tail) < self.hs:
             return False
@@ -309,7 +321,7 @@ class PcapParser:
             self.stats.discarded_bytes += count
 
     def _first_in_window(
-        self, buf: bytes, arr: NDArray[np.uint8], start: int, stop: int
+        self, buf: Buffer, arr: NDArray[np.uint8], start: int, stop: int
     ) -> int | None:
         """The first offset in ``[start, stop)`` holding a global header or a plausible
         record header near in time to the last record."""
@@ -331,7 +343,7 @@ class PcapParser:
         prev = self._prev_s
         return prev is None or prev - _RESYNC_BACK <= sec <= prev + _RESYNC_FWD
 
-    def _accept_candidate(self, buf: bytes, q: int, end: int, final: bool) -> bool | None:
+    def _accept_candidate(self, buf: Buffer, q: int, end: int, final: bool) -> bool | None:
         """Judge a record candidate at ``q``: True, False, or None when more data is needed.
 
         A plausible header whose time is near the last record's is enough (random
@@ -362,7 +374,7 @@ class PcapParser:
         return True
 
     def _scan(
-        self, buf: bytes, arr: NDArray[np.uint8], pos: int, end: int, final: bool
+        self, buf: Buffer, arr: NDArray[np.uint8], pos: int, end: int, final: bool
     ) -> tuple[int, bool]:
         """Look for a global header or a record from ``pos``.
 
@@ -419,7 +431,7 @@ class PcapParser:
 
     def _walk_resync(
         self,
-        buf: bytes,
+        buf: Buffer,
         arr: NDArray[np.uint8],
         pos: int,
         end: int,

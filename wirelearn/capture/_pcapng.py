@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from wirelearn.capture._batch import Interface
 from wirelearn.capture._source import SourceStats
-from wirelearn.capture._walk import Chain, InterfaceTable, Records, Step
+from wirelearn.capture._walk import Buffer, Chain, InterfaceTable, Records, Step
 from wirelearn.errors import FormatError, RecordTooLargeError, WirelearnError
 
 __all__ = ["PCAPNG_MAGIC", "PcapngParser"]
@@ -166,7 +166,7 @@ class PcapngParser:
         self._hdr = struct.Struct(order + "II")
         self._pkt = struct.Struct(order + "IIIII")
 
-    def _section_header(self, buf: bytes, p: int, base: int) -> WirelearnError | None:
+    def _section_header(self, buf: Buffer, p: int, base: int) -> WirelearnError | None:
         major, minor = struct.unpack_from(self.order + "HH", buf, p + 12)
         if major != 1:
             return self._error(f"unsupported pcapng version {major}.{minor}", base + p + 12)
@@ -176,7 +176,7 @@ class PcapngParser:
         self._arrays = None
         return None
 
-    def _interface(self, buf: bytes, p: int, blen: int, base: int) -> WirelearnError | None:
+    def _interface(self, buf: Buffer, p: int, blen: int, base: int) -> WirelearnError | None:
         order = self.order
         linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", buf, p + 8)
         res, off, name = 1_000_000, 0, None
@@ -189,7 +189,7 @@ class PcapngParser:
                 return self._error(
                     f"interface option {code} of {olen} bytes overflows its block", base + o
                 )
-            value = buf[o + 4 : o + 4 + olen]
+            value = bytes(buf[o + 4 : o + 4 + olen])
             if code == 2:
                 name = value.rstrip(b"\0").decode("utf-8", "replace")
             elif code == 9 and olen >= 1:
@@ -214,7 +214,7 @@ class PcapngParser:
         self._arrays = None
         return None
 
-    def _candidates(self, buf: bytes, pos: int, wend: int, end: int) -> Chain | None:
+    def _candidates(self, buf: Buffer, pos: int, wend: int, end: int) -> Chain | None:
         """Enhanced packet blocks in ``[pos, wend)`` that are complete and sound."""
         nloc = len(self._gid)
         if nloc == 0 or wend - pos < _FAST_MIN:
@@ -237,7 +237,7 @@ class PcapngParser:
 
     def walk(
         self,
-        buf: bytes,
+        buf: Buffer,
         arr: NDArray[np.uint8],
         pos: int,
         end: int,
@@ -306,7 +306,7 @@ class PcapngParser:
                             base + pos,
                         )
                         break
-                    bom = buf[pos + 8 : pos + 12]
+                    bom = bytes(buf[pos + 8 : pos + 12])
                     if bom not in _BOM:
                         fault = self._error(
                             f"bad pcapng byte-order magic 0x{bom.hex()} in a section header",
@@ -376,13 +376,13 @@ class PcapngParser:
         flush()
         return Step(Records.concat(pieces), pos, need=need, fault=fault)
 
-    def _metadata_at(self, buf: bytes, pos: int, end: int) -> bool:
+    def _metadata_at(self, buf: Buffer, pos: int, end: int) -> bool:
         """Whether the block at ``pos`` (if its type is known yet) describes rather than carries."""
         if not self.header_done or end - pos < 4:
             return True
         return buf[pos : pos + 4] == PCAPNG_MAGIC or self._u32.unpack_from(buf, pos)[0] == _IDB
 
-    def _fast(self, buf: bytes, cand: NDArray[np.int64]) -> Records:
+    def _fast(self, buf: Buffer, cand: NDArray[np.int64]) -> Records:
         """Records of the sound enhanced packet blocks starting at ``cand``."""
         lo = int(cand[0])
         hi = int(cand[-1]) + 28
@@ -401,7 +401,7 @@ class PcapngParser:
 
     def _packet(
         self,
-        buf: bytes,
+        buf: Buffer,
         p: int,
         blen: int,
         btype: int,

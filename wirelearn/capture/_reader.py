@@ -5,13 +5,16 @@
 reads (``read1``/``os.read``), so ``tcpdump -U -w - | wirelearn -r -`` yields
 batches as packets arrive rather than when a chunk fills. gzip is recognised
 by its content, not its name, and inflated incrementally with bounded output
-per step, so a decompression bomb costs time, never memory.
+per step, so a decompression bomb costs time, never memory. A plain pcap
+file opened by path is read a batch at a time instead, into buffers its
+batches point into, so that no frame's bytes are copied (``FrameBatch.view``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import stat
 import sys
@@ -32,6 +35,8 @@ _MAX_CHUNK = 1 << 30
 _SLICE = 1 << 16
 #: The most frame bytes a plain file's decoder holds back to fill a batch.
 _HOLD_BYTES = 16 << 20
+#: Read buffers this big ask for huge pages.
+_HUGE_MIN = 4 << 20
 
 
 def map_open_error(exc: OSError, path: str) -> InputError:
@@ -153,7 +158,8 @@ class CaptureFileSource(Source):
     Args:
         src: a path, ``"-"`` for stdin, or a binary file object (not closed here).
         batch_size: the most frames per batch.
-        chunk_size: the most bytes read (and inflated) per step.
+        chunk_size: the most bytes read (and inflated) per step; a plain pcap file
+            opened by path is read a batch at a time instead (at most about 16 MiB).
         max_caplen: the largest captured length accepted.
 
     Attributes:
@@ -181,6 +187,8 @@ class CaptureFileSource(Source):
         self._owned = False
         self._inflater: _Inflater | None = None
         self._started = False
+        # A plain pcap file opened here is read in large buffers its batches point into.
+        self._direct = False
         regular = False
         if isinstance(src, str) and src == "-":
             self.name = "-"
@@ -226,6 +234,14 @@ class CaptureFileSource(Source):
                 # The next chunk of a plain file is always at hand: yield full batches
                 # (bounded in bytes) rather than one per chunk read.
                 self.decoder.hold_bytes = _HOLD_BYTES
+                if (
+                    self.decoder.format == "pcap"
+                    and self._file is not None
+                    and self._file.seekable()
+                ):
+                    # Frames stay where they were read: no copy of their bytes.
+                    self._direct = True
+                    self.decoder.zero_copy = True
 
     # --- properties ----------------------------------------------------------------------------
 
@@ -294,9 +310,68 @@ class CaptureFileSource(Source):
             self.decoder.feed(out)
             yield from self.decoder.batches()
 
+    def _read_at(self, at: int, size: int) -> memoryview:
+        """Read up to ``size`` bytes at file offset ``at`` (a plain file), into new memory.
+
+        The memory is an anonymous mapping of its own, returned to the system as
+        soon as nothing points into it (the heap would keep big blocks of varying
+        sizes), and read-only once read: batches point into it. It is never reused.
+        """
+        f = self._file
+        assert f is not None
+        buf = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if size >= _HUGE_MIN and hasattr(mmap, "MADV_HUGEPAGE"):
+            # Huge pages: faulting a fresh buffer in 4 KiB pages costs more than reading it.
+            buf.madvise(mmap.MADV_HUGEPAGE)
+        got = 0
+        try:
+            f.seek(at)
+            while got < size:
+                n = f.readinto(memoryview(buf)[got:])  # type: ignore[attr-defined]
+                if not n:
+                    break
+                got += n
+        except OSError as exc:
+            raise InputError(
+                f"read error: {exc.strerror or exc}", path=self.name, offset=at + got
+            ) from exc
+        except ValueError:
+            if not self.closed:
+                raise
+        # Bytes read again after a rewind are counted once.
+        self.stats.bytes_read = max(self.stats.bytes_read, at + got)
+        return memoryview(buf)[:got].toreadonly()
+
+    def _direct_batches(self) -> Iterator[FrameBatch]:
+        """A plain pcap file, read in buffers sized to hold a batch each.
+
+        Each buffer starts at the first frame not yet yielded (the decoder's
+        ``rewind()``), so every batch is a view into one buffer and no frame is
+        copied; what a buffer's end cut short is read again with the next one.
+        """
+        decoder = self.decoder
+        while not self.closed:
+            at, size = decoder.rewind()
+            data = self._read_at(at, size)
+            got = len(data)
+            if got:
+                decoder.feed_buffer(data)
+                # Not held here: the batches and the decoder keep what they need of it,
+                # and the previous buffer must be free before the next one is read.
+                del data
+                yield from decoder.batches()
+            if got < size:
+                break
+        if self.closed:
+            return
+        yield from decoder.finish()
+
     def _batches(self) -> Iterator[FrameBatch]:
         if not self._started:
             self._start()
+        if self._direct:
+            yield from self._direct_batches()
+            return
         decoder = self.decoder
         yield from decoder.batches()
         if self._inflater is not None:
@@ -323,6 +398,10 @@ class CaptureFileSource(Source):
 
     def close(self) -> None:
         super().close()
+        # A closed source keeps no buffer alive (``ConcatSource`` keeps its sources).
+        decoder: CaptureDecoder | None = self.__dict__.get("decoder")
+        if decoder is not None:
+            decoder.release()
         if self._owned and self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()
@@ -340,7 +419,7 @@ def open_capture(
     Args:
         src: a path, ``"-"`` for stdin, or a binary file object.
         batch_size: the most frames per batch.
-        chunk_size: the most bytes read per step.
+        chunk_size: the most bytes read per step (streams, gzip, pcapng).
         max_caplen: a record captured longer than this raises ``RecordTooLargeError``.
 
     Raises:

@@ -5,8 +5,8 @@ next begins. Walking that chain one record at a time in Python costs several
 hundred nanoseconds per record, so the parsers walk it speculatively with numpy:
 
 1. find *candidate* record starts in a window of the buffer with a cheap
-   vectorized test (a plausible timestamp byte for pcap, the EPB block type
-   for pcapng) and compute where each candidate's record would end;
+   vectorized test (the top 16 bits of the last record's timestamp for pcap,
+   the EPB block type for pcapng) and compute where each candidate's record would end;
 2. follow the chain from the current position through the candidates
    (``Chain.follow``): long runs where each record ends exactly where the next
    candidate begins cost one comparison per record, and a false candidate
@@ -27,12 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from wirelearn.capture._batch import Interface
+from wirelearn.capture._batch import Interface, gather_frames
 from wirelearn.errors import WirelearnError
 
-__all__ = ["Chain", "InterfaceTable", "Records", "Step", "gather_frames", "u32_at"]
+__all__ = ["Buffer", "Chain", "InterfaceTable", "Records", "Step", "gather_frames", "u32_at"]
 
 _I64 = NDArray[np.int64]
+
+#: An input buffer: ``bytes``, or a read-only ``memoryview`` (a plain file read in place).
+Buffer = bytes | memoryview
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
@@ -165,7 +168,7 @@ class Chain:
             return (pieces[0] if len(pieces) == 1 else np.concatenate(pieces)), p
 
 
-def u32_at(buf: bytes, order: str) -> NDArray[np.uint32]:
+def u32_at(buf: Buffer, order: str) -> NDArray[np.uint32]:
     """A view of ``buf`` whose item ``p`` is the 32-bit integer starting at byte ``p``.
 
     No copy: the view steps one byte at a time, so fancy indexing it reads any
@@ -178,49 +181,6 @@ def u32_at(buf: bytes, order: str) -> NDArray[np.uint32]:
         shape=(max(len(buf) - 3, 0),), dtype=np.dtype(order + "u4"), buffer=buf, strides=(1,)
     )
     return view
-
-
-def gather_frames(
-    buf: NDArray[np.uint8], start: _I64, caplen: _I64, out: NDArray[np.uint8] | None = None
-) -> NDArray[np.uint8]:
-    """Copy the bytes of each frame out of ``buf``, back to back.
-
-    ``start`` must be increasing and the frames must not overlap (true of any
-    capture file). One boolean mask over the span, then one boolean-index
-    gather: no per-frame Python and one byte of temporary memory per byte of
-    input. (``np.compress`` with ``out=`` would avoid nothing: it builds an
-    8-byte index per selected byte, and is slower than the gather plus a copy.)
-
-    Args:
-        buf: the buffer.
-        start: where each frame starts in ``buf``.
-        caplen: each frame's length.
-        out: where to put the bytes (exactly ``caplen.sum()`` long), or None for a new array.
-    """
-    n = len(start)
-    if n == 0:
-        return np.zeros(0, dtype=np.uint8) if out is None else out
-    lo = int(start[0])
-    hi = int(start[-1] + caplen[-1])
-    span: NDArray[np.uint8] = buf[lo:hi]
-    if n == 1:
-        if out is not None:
-            out[:] = span
-            return out
-        one: NDArray[np.uint8] = span.copy()
-        return one
-    ends = start + caplen
-    counts = np.empty(2 * n - 1, dtype=np.int64)
-    counts[0::2] = caplen
-    counts[1::2] = start[1:] - ends[:-1]
-    pattern = np.zeros(2 * n - 1, dtype=np.bool_)
-    pattern[0::2] = True
-    mask = np.repeat(pattern, counts)
-    data: NDArray[np.uint8] = span[mask]
-    if out is not None:
-        out[:] = data
-        return out
-    return data
 
 
 class InterfaceTable:

@@ -9,7 +9,7 @@ both with a fixed bound. No Python object is created per frame.
 
 Safety: a gather never reads past the batch buffer (``mode="clip"``), and a
 value is only stored when the field lies within its own frame's captured
-bytes (``position + width <= offsets[i+1]``); everything else stays null.
+bytes (``position + width <=`` the frame's end); everything else stays null.
 
 Decoding rules (also the contract for the columns' meaning):
 
@@ -291,12 +291,13 @@ def decode(batch: FrameBatch) -> FeatureBatch:
     """
     n = len(batch)
     out = _Out(n)
-    offsets = np.asarray(batch.offsets, dtype=np.int64)
-    data = np.ascontiguousarray(batch.data, dtype=np.uint8).reshape(-1)
+    # Where each frame lies, packed or in the buffer a file was read into: no copy either way.
+    raw, start, end = batch.spans()
+    data = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
     # An empty buffer still needs a byte for clipped reads; every field is masked anyway.
     buf = _Bytes(data if len(data) else np.zeros(1, dtype=np.uint8))
-    start_all = offsets[:-1]
-    end_all = offsets[1:]
+    start_all = np.asarray(start, dtype=np.int64)
+    end_all = np.asarray(end, dtype=np.int64)
     wirelen = np.asarray(batch.wirelen, dtype=np.int64)
     # Where each frame ends on the wire: what a zero IP length (offload) stands for.
     wire_all = np.maximum(start_all + wirelen, end_all)
