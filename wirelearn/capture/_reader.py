@@ -34,7 +34,7 @@ _MAX_CHUNK = 1 << 30
 #: Compressed bytes handed to zlib per call.
 _SLICE = 1 << 16
 #: The most frame bytes a plain file's decoder holds back to fill a batch.
-_HOLD_BYTES = 16 << 20
+_HOLD_BYTES = 8 << 20
 #: Read buffers this big ask for huge pages.
 _HUGE_MIN = 4 << 20
 
@@ -159,7 +159,7 @@ class CaptureFileSource(Source):
         src: a path, ``"-"`` for stdin, or a binary file object (not closed here).
         batch_size: the most frames per batch.
         chunk_size: the most bytes read (and inflated) per step; a plain pcap file
-            opened by path is read a batch at a time instead (at most about 16 MiB).
+            opened by path is read a batch at a time instead (at most about 8 MiB).
         max_caplen: the largest captured length accepted.
 
     Attributes:
