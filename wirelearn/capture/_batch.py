@@ -112,6 +112,13 @@ def gather_frames(buf: _U8, start: _I64, caplen: _I64, out: _U8 | None = None) -
     return data
 
 
+def _offsets(caplen: _I64) -> _I64:
+    """Where each frame starts when frames of ``caplen`` bytes are packed back to back, then the end."""
+    offsets = np.zeros(len(caplen) + 1, dtype=np.int64)
+    np.cumsum(caplen, out=offsets[1:])
+    return offsets
+
+
 class FrameBatch:
     """A batch of raw frames held in numpy arrays.
 
@@ -264,13 +271,16 @@ class FrameBatch:
         offsets: _I64 = d["_offsets"]
         return offsets
 
+    def _packed(self) -> tuple[_U8, _I64]:
+        """A view's bytes packed back to back, and their offsets (the view is unchanged)."""
+        d = self.__dict__
+        return gather_frames(d["_buf"], d["_start"], self.caplen), _offsets(self.caplen)
+
     def _pack(self) -> None:
         d = self.__dict__
-        offsets = np.zeros(len(self) + 1, dtype=np.int64)
-        np.cumsum(self.caplen, out=offsets[1:])
-        data = gather_frames(d["_buf"], d["_start"], self.caplen)
         # Packed once and for all: the read buffer is no longer needed.
-        d["_data"], d["_offsets"], d["_buf"], d["_start"] = data, offsets, None, None
+        d["_data"], d["_offsets"] = self._packed()
+        d["_buf"], d["_start"] = None, None
 
     def spans(self) -> tuple[_U8, _I64, _I64]:
         """The buffer the frames lie in and where each starts and ends in it, without packing.
@@ -327,8 +337,7 @@ class FrameBatch:
         """
         n = len(frames)
         caplen = np.fromiter((len(f) for f in frames), dtype=np.int64, count=n)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(caplen, out=offsets[1:])
+        offsets = _offsets(caplen)
         data = np.frombuffer(b"".join(frames), dtype=np.uint8).copy()
         ts = (
             np.arange(n, dtype=np.int64) * 1_000_000
@@ -372,8 +381,7 @@ class FrameBatch:
                 interfaces=interfaces,
             )
         caplen = np.concatenate([b.caplen for b in bs])
-        offsets = np.zeros(len(caplen) + 1, dtype=np.int64)
-        np.cumsum(caplen, out=offsets[1:])
+        offsets = _offsets(caplen)
         # Each part's bytes go straight to their place: a view is not packed on its own first.
         data = np.empty(int(offsets[-1]), dtype=np.uint8)
         at = 0
@@ -476,8 +484,7 @@ class FrameBatch:
         buf, all_starts, _end = self.spans()
         starts = all_starts[idx]
         lens = self.caplen[idx]
-        new_off = np.zeros(len(idx) + 1, dtype=np.int64)
-        np.cumsum(lens, out=new_off[1:])
+        new_off = _offsets(lens)
         total = int(new_off[-1])
         # Gather every selected byte with one fancy index: position = start + (k - new_start).
         if total:
@@ -539,16 +546,14 @@ class FrameBatch:
             if _dense(hi - lo, self):
                 return self._with_buffer(buf[lo:hi].copy(), start - lo)
         if d["_data"] is None:
-            buf, start = d["_buf"], d["_start"]
-            offsets = np.zeros(len(self) + 1, dtype=np.int64)
-            np.cumsum(self.caplen, out=offsets[1:])
+            data, offsets = self._packed()
             return FrameBatch(
                 frame=self.frame,
                 ts_ns=self.ts_ns,
                 caplen=self.caplen,
                 wirelen=self.wirelen,
                 iface=self.iface,
-                data=gather_frames(buf, start, self.caplen),
+                data=data,
                 offsets=offsets,
                 interfaces=self.interfaces,
             )

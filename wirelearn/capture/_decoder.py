@@ -186,10 +186,7 @@ class CaptureDecoder:
         Raises:
             FormatError: the first bytes are not a pcap or pcapng magic.
         """
-        if self._fault is not None:
-            raise self._fault
-        if self._finished:
-            raise ValueError("CaptureDecoder.feed() after finish()")
+        self._check_open("feed")
         if not data:
             return
         self._push(data if isinstance(data, bytes) else bytes(data))
@@ -201,12 +198,16 @@ class CaptureDecoder:
         Raises:
             FormatError: the first bytes are not a pcap or pcapng magic.
         """
+        self._check_open("feed_buffer")
+        if len(data):
+            self._push(data.toreadonly().cast("B"))
+
+    def _check_open(self, method: str) -> None:
+        """Raise the stream's fault, if any, or refuse input after ``finish()``."""
         if self._fault is not None:
             raise self._fault
         if self._finished:
-            raise ValueError("CaptureDecoder.feed_buffer() after finish()")
-        if len(data):
-            self._push(data.toreadonly().cast("B"))
+            raise ValueError(f"CaptureDecoder.{method}() after finish()")
 
     def _push(self, chunk: Buffer) -> None:
         self._fed += len(chunk)
@@ -291,11 +292,7 @@ class CaptureDecoder:
             self._pos = self._resume - self._base
             self._resume = None
             if self._pos > len(self._buf):
-                self._fault = FormatError(
-                    "the input is shorter than when it was first read (did the file shrink?)",
-                    path=self.name,
-                    offset=self._base + len(self._buf),
-                )
+                self._fault = self._shrunk(self._base + len(self._buf))
         if self._zrecs and self._zsrc is None and self._fault is None:
             # Frames held over a ``rewind()``: the buffer fed since holds them again.
             self._adopt(self._buf, np.frombuffer(self._buf, dtype=np.uint8), self._base)
@@ -397,16 +394,20 @@ class CaptureDecoder:
                 want, self._capped = cap, True
         return at, (resume - at) + max(self._need, want, 1)
 
+    def _shrunk(self, offset: int) -> FormatError:
+        """The error for input fed again after ``rewind()`` that ends before ``offset``."""
+        return FormatError(
+            "the input is shorter than when it was first read (did the file shrink?)",
+            path=self.name,
+            offset=offset,
+        )
+
     def _build(self) -> FrameBatch:
         if self._zrecs:
             rec = Records.concat(self._zrecs)
             if self._zsrc is None:
                 # Fed nothing since ``rewind()``: the input ended where it had been read.
-                self._fault = FormatError(
-                    "the input is shorter than when it was first read (did the file shrink?)",
-                    path=self.name,
-                    offset=self._base,
-                )
+                self._fault = self._shrunk(self._base)
                 raise self._fault
             batch = FrameBatch.view(
                 self._zarr,
