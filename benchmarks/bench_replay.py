@@ -16,11 +16,16 @@ Three measurements, in one run:
 3. **Naive design** on a slice of the capture: scapy dissects each frame
    (``Ether(bytes)``), a handful of fields become a feature vector, and an
    ``SGDClassifier`` learns it with ``partial_fit`` frame by frame.
+4. **Floor**: what any implementation built on the libraries the models are
+   specified with must spend on this machine, whatever its own code does:
+   importing them (a subprocess that only imports numpy and the scikit-learn
+   modules), and the time spent inside scikit-learn's own SGD kernel and tree
+   fitting during the breakdown. Set against the CPU budget of 300k frames/s.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_replay.py [--capture PATH] [--frames 1000000]
-        [--naive-frames 10000] [--skip-cli] [--skip-breakdown]
+        [--naive-frames 10000] [--skip-cli] [--skip-breakdown] [--skip-naive]
 
 The capture is written by ``make_capture.py`` (cached next to ``--capture``).
 BLAS is limited to one thread, as the CLI does.
@@ -94,6 +99,90 @@ def bench_cli(capture: Path, labels: Path, frames: int, extra_args: list[str]) -
     return rates[0]
 
 
+#: What the default models import: numpy, scikit-learn's SGD, naive Bayes, trees, kernel maps.
+_LIBRARY_IMPORTS = (
+    "import numpy, sklearn.linear_model, sklearn.naive_bayes, sklearn.tree,"
+    " sklearn.kernel_approximation"
+)
+#: The end-to-end target of issue 3, frames per CPU-second.
+_TARGET_RATE = 300_000
+
+
+def import_floor(runs: int = 3) -> tuple[float, float]:
+    """CPU seconds (best of ``runs``) of a bare interpreter and of one importing the libraries."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    best = []
+    for code in ("pass", _LIBRARY_IMPORTS):
+        cpus = []
+        for _ in range(runs):
+            cpu0 = _cpu_children()
+            subprocess.run([sys.executable, "-c", code], env=env, check=True)
+            cpus.append(_cpu_children() - cpu0)
+        best.append(min(cpus))
+    return best[0], best[1]
+
+
+class _LibraryKernels:
+    """CPU seconds spent inside scikit-learn's SGD kernel and tree fitting, while active.
+
+    Wraps the module-level names scikit-learn itself looks up (``_plain_sgd64``/``32``
+    in ``linear_model._stochastic_gradient``, ``BaseDecisionTree._fit``); a name missing
+    in another scikit-learn release is simply not counted.
+    """
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+        self._undo: list[Callable[[], None]] = []
+
+    def _wrap(self, owner: Any, name: str, label: str) -> None:
+        fn = getattr(owner, name, None)
+        if fn is None:
+            return
+
+        def timed(*a: Any, **k: Any) -> Any:
+            t0 = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.spent[label] = self.spent.get(label, 0.0) + time.process_time() - t0
+
+        setattr(owner, name, timed)
+        self._undo.append(lambda: setattr(owner, name, fn))
+
+    def __enter__(self) -> _LibraryKernels:
+        from sklearn.linear_model import _stochastic_gradient as sgd
+        from sklearn.tree import _classes as tree
+
+        self._wrap(sgd, "_plain_sgd64", "scikit-learn SGD kernel")
+        self._wrap(sgd, "_plain_sgd32", "scikit-learn SGD kernel")
+        self._wrap(tree.BaseDecisionTree, "_fit", "scikit-learn tree fitting")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+
+def report_floor(frames: int, kernels: dict[str, float]) -> None:
+    """Print the CPU budget of the target against what the libraries alone cost."""
+    bare, imports = import_floor()
+    budget = frames / _TARGET_RATE
+    inside = sum(kernels.values())
+    left = budget - imports - inside
+    print(
+        f"\nfloor, {frames:,} frames at {_TARGET_RATE:,} frames/s: a budget of {budget:.2f} CPU s"
+    )
+    print(f"  {'python alone':44s}{bare:6.2f} s")
+    print(f"  {'importing numpy and scikit-learn':44s}{imports:6.2f} s (python included)")
+    for name, secs in kernels.items():
+        print(f"  {name + ' (breakdown run)':44s}{secs:6.2f} s")
+    print(
+        f"  left for reading, decoding, features, every prediction, naive Bayes, the anomaly"
+        f" detector and metrics: {left:.2f} s ({left / frames * 1e6:.3f} us/frame)"
+    )
+
+
 class _Timer:
     """Accumulates CPU seconds per stage."""
 
@@ -114,8 +203,12 @@ class _Timer:
         self.spent[name] = self.spent.get(name, 0.0) + seconds
 
 
-def bench_breakdown(capture: Path, labels: Path | None, extra_args: list[str]) -> None:
-    """Where one core's time goes, stage by stage, in the CLI's own pipeline."""
+def bench_breakdown(capture: Path, labels: Path | None, extra_args: list[str]) -> dict[str, float]:
+    """Where one core's time goes, stage by stage, in the CLI's own pipeline.
+
+    Returns:
+        CPU seconds spent inside scikit-learn's own kernels (see ``_LibraryKernels``).
+    """
     from wirelearn._run import build_evaluator
     from wirelearn.capture._multi import ConcatSource
     from wirelearn.cli import build_parser
@@ -150,27 +243,28 @@ def bench_breakdown(capture: Path, labels: Path | None, extra_args: list[str]) -
         det.learn_many = timer.wrap("anomaly", det.learn_many)  # type: ignore[method-assign]
     batches: Iterator[Any] = iter(MiniBatcher(iter(source), args.batch_size, args.batch_interval))
     frames = 0
-    total0 = time.process_time()
-    first: tuple[int, float] | None = None  # frames and CPU s of the first mini-batch
-    while True:
-        t = time.process_time()
-        fbatch = next(batches, None)
-        timer.add("read", time.process_time() - t)
-        if fbatch is None:
-            break
-        t = time.process_time()
-        fb = decode(fbatch)
-        timer.add("decode", time.process_time() - t)
-        t = time.process_time()
-        y = setup.labels.labels(fb, fbatch)
-        timer.add("labels", time.process_time() - t)
-        t = time.process_time()
-        ev.step(LabelledBatch(frames=fbatch, features=fb, labels=y))
-        timer.add("step", time.process_time() - t)
-        frames += len(fbatch)
-        if first is None:
-            first = (frames, time.process_time() - total0)
-    total = time.process_time() - total0
+    with _LibraryKernels() as kernels:
+        total0 = time.process_time()
+        first: tuple[int, float] | None = None  # frames and CPU s of the first mini-batch
+        while True:
+            t = time.process_time()
+            fbatch = next(batches, None)
+            timer.add("read", time.process_time() - t)
+            if fbatch is None:
+                break
+            t = time.process_time()
+            fb = decode(fbatch)
+            timer.add("decode", time.process_time() - t)
+            t = time.process_time()
+            y = setup.labels.labels(fb, fbatch)
+            timer.add("labels", time.process_time() - t)
+            t = time.process_time()
+            ev.step(LabelledBatch(frames=fbatch, features=fb, labels=y))
+            timer.add("step", time.process_time() - t)
+            frames += len(fbatch)
+            if first is None:
+                first = (frames, time.process_time() - total0)
+        total = time.process_time() - total0
     ev.snapshot(final=True)
     models = 0.0
     rows = []
@@ -198,6 +292,9 @@ def bench_breakdown(capture: Path, labels: Path | None, extra_args: list[str]) -
         )
     for name, secs in sorted(rows, key=lambda r: -r[1]):
         print(f"  {name:26s} {secs:7.2f} s {secs / frames * 1e6:7.3f} us/frame {secs / total:6.1%}")
+    for name, secs in kernels.spent.items():
+        print(f"  of which inside {name}: {secs:.2f} s ({secs / frames * 1e6:.3f} us/frame)")
+    return kernels.spent
 
 
 def bench_naive(capture: Path, labels: Path, n: int) -> float:
@@ -274,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replay options: {' '.join(extra)}")
     cli_rate = None if args.skip_cli else bench_cli(args.capture, labels, args.frames, extra)
     if not args.skip_breakdown:
-        bench_breakdown(args.capture, None, extra)
+        kernels = bench_breakdown(args.capture, None, extra)
         bench_breakdown(args.capture, labels, extra)
+        report_floor(args.frames, kernels)
     if args.skip_naive:
         return 0
     naive = bench_naive(args.capture, labels, args.naive_frames)
