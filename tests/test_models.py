@@ -23,6 +23,7 @@ from sklearn.naive_bayes import GaussianNB
 
 import wirelearn.models as wm
 from wirelearn.errors import ConfigError, ModelError
+from wirelearn.models import _linear
 from wirelearn.models._base import LabelCodes, OnlineClassifier
 from wirelearn.models._checks import (
     check_batch_learning,
@@ -79,8 +80,9 @@ def test_baseline_is_majority_so_far() -> None:
 
 def test_sgd_partial_fit_called_once_per_batch() -> None:
     # The first batch goes through partial_fit; later ones through the same
-    # one-vs-rest loop without scikit-learn's per-call overhead: one
-    # ``fit_binary`` per class row and batch, never one per frame.
+    # one-vs-rest loop without scikit-learn's per-call overhead: one SGD pass
+    # per class row and batch, never one per frame. The second batch still goes
+    # through ``fit_binary``, while the direct call is checked against it once.
     model = make_model("sgd")
     batches = _stream(13, 4096, seed=2, d=20)
     with (
@@ -90,13 +92,17 @@ def test_sgd_partial_fit_called_once_per_batch() -> None:
         mock.patch.object(
             _sgd, "fit_binary", autospec=True, side_effect=_sgd.fit_binary
         ) as per_class,
+        mock.patch.object(_sgd, "_plain_sgd64", side_effect=_sgd._plain_sgd64) as passes,
     ):
         for X, y in batches:
             model.learn_many(X, y)
     assert spy.call_count == 1
     rows = model._est.coef_.shape[0]  # type: ignore[attr-defined]
     # The first batch fits every row; later ones the four labels' and the last.
-    assert per_class.call_count == rows + (len(LABELS) + 1) * (len(batches) - 1)
+    fitted = len(LABELS) + 1
+    assert per_class.call_count == rows + fitted + 1  # + the check, through fit_binary
+    assert passes.call_count == rows + fitted * (len(batches) - 1) + 2  # + the check, both ways
+    assert isinstance(model._direct, _linear._DirectSGD)  # type: ignore[attr-defined]
     assert model.cost.fit_calls == len(batches)
 
 
@@ -273,7 +279,8 @@ def test_naive_bayes_streamed_matches_batch_fit() -> None:
 
 
 def test_forest_cost_per_batch_stays_flat() -> None:
-    model = wm.SlidingForest(n_trees=5, max_samples=512, min_samples=128)
+    # warm_frames=0: the steady-state rule from the first frame (no warm-up rule).
+    model = wm.SlidingForest(n_trees=5, max_samples=512, min_samples=128, warm_frames=0)
     rng = np.random.default_rng(10)
     fitted, alive = [], []
     for X, y in _stream(200, 1024, seed=11):
@@ -290,7 +297,8 @@ def test_forest_cost_per_batch_stays_flat() -> None:
 
 
 def test_forest_follows_drift() -> None:
-    model = wm.SlidingForest(n_trees=4, max_samples=1024)
+    # warm_frames=0: the steady-state rule (during a warm-up trees come less often).
+    model = wm.SlidingForest(n_trees=4, max_samples=1024, warm_frames=0)
     stream = _stream(30, 1024, seed=12)
     for X, y in stream[:15]:
         model.learn_many(X, y)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import inspect
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _E = TypeVar("_E", bound="Estimator")
+_T = TypeVar("_T")
 
 #: Largest seed scikit-learn accepts as ``random_state``.
 _MAX_SEED = 2**32 - 1
@@ -211,7 +212,7 @@ class LabelCodes:
         ValueError: codes not 1-D integers, or out of the table's range.
     """
 
-    __slots__ = ("_factorized", "_rows", "codes", "labels")
+    __slots__ = ("_factorized", "_rows", "_shared", "codes", "labels")
 
     def __init__(self, codes: ArrayLike, labels: Sequence[str]) -> None:
         arr = np.asarray(codes)
@@ -224,6 +225,7 @@ class LabelCodes:
         self.labels = table
         self._factorized: tuple[NDArray[np.intp], list[str]] | None = None
         self._rows: dict[int, NDArray[np.intp]] = {}
+        self._shared: dict[Hashable, Any] = {}
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -244,6 +246,21 @@ class LabelCodes:
         if rows is None:
             rows = self._rows[local] = np.flatnonzero(self.factorized()[0] == local)
         return rows
+
+    def shared(self, key: Hashable, make: Callable[[], _T]) -> _T:
+        """``make()``, computed by the first learner that asks and reused by the others.
+
+        Learners given these labels with the same features at the same point of
+        the stream pick the same rows to fit and need the same copies of them.
+        ``key`` must name every input of ``make`` besides these labels; arrays
+        are named by ``id``, so ``make``'s result must hold a reference to each
+        (an array kept alive cannot hand its ``id`` to another).
+        """
+        if key in self._shared:
+            out: _T = self._shared[key]
+            return out
+        value = self._shared[key] = make()
+        return value
 
 
 @dataclass
@@ -420,6 +437,7 @@ class OnlineClassifier(Estimator, abc.ABC):
         limit: int | None = None,
         balanced: bool = True,
         reads_x: bool = True,
+        f64: bool = False,
     ) -> tuple[NDArray[Any], NDArray[np.intp]] | None:
         """Validate a batch, encode its labels and pick the rows to fit; ``None`` if it is empty.
 
@@ -433,11 +451,14 @@ class OnlineClassifier(Estimator, abc.ABC):
             balanced: how rows are sampled beyond ``limit`` (see ``_fit_rows``).
             reads_x: False for a learner that never reads the values (the
                 baseline): they are not checked.
+            f64: return the rows as a C-contiguous ``float64`` array (what
+                scikit-learn's SGD fits), else in ``X``'s own dtype and layout.
 
         Returns:
             ``(X, codes)`` of the rows to fit: all of them up to ``limit``, else
             the sample ``_fit_rows`` picks. Only their values are checked to be
-            finite.
+            finite. With ``LabelCodes`` the picking, the copy and the check are
+            shared by the learners given the same ``y`` (``LabelCodes.shared``).
         """
         X64 = self._check_x(X, finite=False)
         if isinstance(y, LabelCodes):
@@ -446,6 +467,14 @@ class OnlineClassifier(Estimator, abc.ABC):
             if len(X64) == 0:
                 return None
             local, uniq = y.factorized()
+            # Every learner given this batch at this point of the stream picks the same
+            # rows: the first one picks them, copies them and checks their values.
+            key = ("fit", id(X64), self.seed, self._n_learned, limit, balanced, f64)
+            _, rows, X_fit = y.shared(
+                key, lambda: (X64, *self._pick_rows(X64, local, limit, balanced, y.rows_of, f64))
+            )
+            if reads_x:
+                y.shared(("finite", id(X_fit)), lambda: (X_fit, as_float(X_fit)))
         else:
             labels = np.asarray(y)
             if labels.ndim != 1 or len(labels) != len(X64):
@@ -455,12 +484,9 @@ class OnlineClassifier(Estimator, abc.ABC):
             local, uniq = pd.factorize(labels, sort=False, use_na_sentinel=True)
             if (local < 0).any():
                 raise ValueError("y contains None; drop unlabelled frames before learn_many")
-        # Rows are picked from the batch-local codes, before any state changes.
-        groups = y.rows_of if isinstance(y, LabelCodes) else None
-        rows = self._fit_rows(local, limit, balanced=balanced, groups=groups)
-        X_fit = X64 if rows is None else X64[rows]
-        if reads_x:
-            as_float(X_fit)
+            rows, X_fit = self._pick_rows(X64, local, limit, balanced, None, f64)
+            if reads_x:
+                as_float(X_fit)
         codes = self._commit_labels(local, uniq)
         self._n_features = X64.shape[1]
         self._counts += np.bincount(codes, minlength=len(self._labels))
@@ -468,6 +494,25 @@ class OnlineClassifier(Estimator, abc.ABC):
         self.cost.learn_calls += 1
         self.cost.last_samples_fitted = 0
         return X_fit, codes if rows is None else codes[rows]
+
+    def _pick_rows(
+        self,
+        X: NDArray[Any],
+        local: NDArray[np.intp],
+        limit: int | None,
+        balanced: bool,
+        groups: Callable[[int], NDArray[np.intp]] | None,
+        f64: bool,
+    ) -> tuple[NDArray[np.intp] | None, NDArray[Any]]:
+        """``(rows, X[rows])`` of a batch to fit (rows None: all; see ``_fit_rows``).
+
+        Picked from the batch-local codes, before any state changes.
+        """
+        rows = self._fit_rows(local, limit, balanced=balanced, groups=groups)
+        X_fit = X if rows is None else X[rows]
+        if f64:
+            X_fit = np.ascontiguousarray(X_fit, dtype=np.float64)
+        return rows, X_fit
 
     def _commit_labels(self, local: NDArray[np.intp], uniq: Any) -> NDArray[np.intp]:
         """Codes into ``classes_`` of factorized labels, adding new labels by first appearance.

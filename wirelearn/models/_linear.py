@@ -21,7 +21,14 @@ per-call overhead (``_fast_partial_fit``): its one-vs-rest loop is run here,
 sequentially, calling the same per-class ``fit_binary`` with the same seeds,
 so each row it fits is bit for bit what ``partial_fit`` makes of it (a test
 checks it), at a third of the cost for a batch of a thousand frames. Spare
-rows but the last are not fitted (``_SGDFamily._fit_rows_of``).
+rows but the last are not fitted (``_SGDFamily._fit_rows_of``). Within that
+loop, what ``fit_binary`` derives anew on every call (seeds, penalty and
+schedule codes, the per-class targets, its dataset wrapper) is derived once
+(``_DirectSGD``), and its compiled SGD is called directly: at the start of a
+stream a mini-batch is learned in dozens of small steps (see ``_evaluate``),
+and that per-call work was a third of each step's cost. A learner checks
+once, on its first such step, that the direct call gives exactly what
+``fit_binary`` gives, and otherwise keeps ``fit_binary``.
 
 scikit-learn is imported when a learner first needs it, not with this
 module: a command that never learns starts a second sooner.
@@ -30,10 +37,12 @@ module: a command that never learns starts a second sooner.
 from __future__ import annotations
 
 import abc
+import copy
 import functools
 import inspect
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 import numpy as np
@@ -217,8 +226,117 @@ def _known_signature(fn: Any) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class _DirectSGD:
+    """``fit_binary`` for one estimator, minus the work it repeats on every call.
+
+    ``fit_binary`` draws two seeds from the class's ``RandomState`` (one for its
+    dataset wrapper, which the SGD never uses for sequential passes, one for
+    the SGD's shuffle), looks up the penalty and schedule codes, builds the
+    class's ``{0, 1}`` or ``{-1, +1}`` targets and a dataset wrapper, then runs
+    the compiled SGD. The seeds depend only on ``random_state`` and the number
+    of classes, and the codes on the configuration: here they are derived once,
+    and the targets of every fitted class built in one vectorized pass.
+
+    Attributes:
+        sgd: scikit-learn's compiled ``_plain_sgd`` for ``float64``.
+        dataset: its ``ArrayDataset64``.
+        seeds: per class ``(dataset seed, SGD seed)``, as ``fit_binary`` draws them.
+        penalty: the penalty code.
+        schedule: the learning-rate code.
+        l1_ratio: ``est._get_l1_ratio()``.
+        negative: the target of the other classes (0 for log-loss, else -1).
+    """
+
+    sgd: Any
+    dataset: Any
+    seeds: tuple[tuple[int, int], ...]
+    penalty: int
+    schedule: int
+    l1_ratio: float
+    negative: float
+
+    @classmethod
+    def make(cls, est: Any) -> _DirectSGD | None:
+        """The direct call for a fitted ``est``, or None if scikit-learn's internals differ."""
+        try:
+            from sklearn._loss._loss import CyHalfBinomialLoss
+            from sklearn.linear_model import _stochastic_gradient as _sgd
+            from sklearn.utils._seq_dataset import ArrayDataset64
+
+            rs = np.random.RandomState(est.random_state)
+            seeds = rs.randint(_sgd.MAX_INT, size=len(est.classes_))
+            pairs = []
+            for seed in seeds.tolist():
+                rs.seed(seed)  # the draws of make_dataset, then of fit_binary
+                pairs.append(
+                    (int(rs.randint(1, np.iinfo(np.int32).max)), int(rs.randint(_sgd.MAX_INT)))
+                )
+            binomial = isinstance(est._loss_function_, CyHalfBinomialLoss)
+            return cls(
+                sgd=_sgd._plain_sgd64,
+                dataset=ArrayDataset64,
+                seeds=tuple(pairs),
+                penalty=est._get_penalty_type(est.penalty),
+                schedule=est._get_learning_rate_type(est.learning_rate),
+                l1_ratio=float(est._get_l1_ratio()),
+                negative=0.0 if binomial else -1.0,
+            )
+        except (AttributeError, ImportError, TypeError, ValueError):
+            return None
+
+    def fit(
+        self, est: Any, i: int, X: NDArray[np.float64], target: NDArray[np.float64]
+    ) -> tuple[float, float]:
+        """One class row's SGD pass, as ``fit_binary`` runs it; returns ``(intercept, n_iter)``."""
+        n = len(X)
+        dataset = self.dataset(X, target, np.ones(n), seed=self.seeds[i][0])
+        _, intercept, _, _, n_iter = self.sgd(
+            est.coef_[i],  # updated in place, as fit_binary leaves it
+            est.intercept_[i],
+            None,
+            0,
+            est._loss_function_,
+            self.penalty,
+            est.alpha,
+            self.l1_ratio,
+            dataset,
+            np.zeros(n, dtype=np.bool_),
+            est.early_stopping,
+            None,
+            int(est.n_iter_no_change),
+            1,
+            est.tol if est.tol is not None else -np.inf,
+            int(est.fit_intercept),
+            int(est.verbose),
+            int(est.shuffle),
+            self.seeds[i][1],
+            1.0,
+            1.0,
+            self.schedule,
+            est.eta0,
+            est.power_t,
+            0,
+            est.t_,
+            1.0,
+            est.average,
+        )
+        return float(intercept), float(n_iter)
+
+    def targets(self, y: NDArray[np.intp], rows: Sequence[int]) -> NDArray[np.float64]:
+        """``(len(rows), n)``: 1 where ``y`` is the row's class, ``negative`` elsewhere."""
+        hit = y[None, :] == np.asarray(rows, dtype=np.intp)[:, None]
+        out: NDArray[np.float64] = np.where(hit, 1.0, self.negative)
+        return out
+
+
 def _fast_partial_fit(
-    est: Any, X: NDArray[Any], y: NDArray[np.intp], rs: Any, rows: Sequence[int]
+    est: Any,
+    X: NDArray[Any],
+    y: NDArray[np.intp],
+    rs: Any,
+    rows: Sequence[int],
+    direct: _DirectSGD | None = None,
 ) -> bool:
     """One ``est.partial_fit(X, y)`` of a fitted multiclass SGD classifier, minus its overhead.
 
@@ -242,6 +360,8 @@ def _fast_partial_fit(
         y: codes among ``est.classes_``.
         rs: a ``numpy.random.RandomState`` to reseed (any state).
         rows: the rows (classes) to fit.
+        direct: run the rows through this instead of ``fit_binary`` (the same
+            arithmetic, checked by the caller: ``_SGDFamily._direct_sgd``).
     """
     fit_binary = _fit_binary()
     if (
@@ -256,13 +376,22 @@ def _fast_partial_fit(
     ):
         return False
     n = len(X)
+    n_iter = 0.0
+    if direct is not None and len(direct.seeds) == len(est.classes_):
+        targets = direct.targets(y, rows)
+        for j, i in enumerate(rows):
+            intercept, n_iter_i = direct.fit(est, i, X, targets[j])
+            est.intercept_[i] = intercept
+            n_iter = max(n_iter, n_iter_i)
+        est.t_ += n_iter * n
+        est.n_iter_ = n_iter
+        return True
     sample_weight = np.ones(n, dtype=X.dtype)
     validation_mask = np.zeros(n, dtype=np.bool_)
     rs.seed(est.random_state)
     from sklearn.linear_model._stochastic_gradient import MAX_INT
 
     seeds = rs.randint(MAX_INT, size=len(est.classes_))
-    n_iter = 0.0
     for i in rows:
         rs.seed(int(seeds[i]))
         _, intercept, n_iter_i = fit_binary(
@@ -308,6 +437,14 @@ class _SGDFamily(OnlineClassifier):
         self._stale: NDArray[np.bool_] | None = None
         #: Set by subclasses: the most frames one ``learn_many`` fits (None: all).
         self.max_fit: int | None = None
+        #: The direct SGD call (``_direct_sgd``); None: not checked yet, False: refused.
+        self._direct: _DirectSGD | bool | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Holds compiled scikit-learn callables: never saved, derived again after a load.
+        state = dict(self.__dict__)
+        state.pop("_direct", None)
+        return state
 
     @abc.abstractmethod
     def _new_estimator(self) -> Any:
@@ -328,7 +465,7 @@ class _SGDFamily(OnlineClassifier):
             X: ``float[n, d]`` features (not modified).
             y: ``object[n]`` string labels (not modified).
         """
-        batch = self._begin_learn(X, y, limit=self.max_fit)
+        batch = self._begin_learn(X, y, limit=self.max_fit, f64=True)
         if batch is not None:
             self._fit_codes(self._inputs(batch[0]), batch[1])
 
@@ -375,7 +512,8 @@ class _SGDFamily(OnlineClassifier):
             est.coef_[fresh] = est.coef_[-1]
             est.intercept_[fresh] = est.intercept_[-1]
             stale[fresh] = False
-        if _fast_partial_fit(est, X, codes, np.random.RandomState(0), rows):
+        rs = np.random.RandomState(0)
+        if _fast_partial_fit(est, X, codes, rs, rows, self._direct_sgd(X, codes, rows[0])):
             stale[:] = True
             stale[rows] = False
         else:
@@ -385,6 +523,50 @@ class _SGDFamily(OnlineClassifier):
             stale[:] = False
             est.partial_fit(X, codes)
         self._stale = stale
+
+    def _direct_sgd(
+        self, X: NDArray[np.float64], codes: NDArray[np.intp], row: int
+    ) -> _DirectSGD | None:
+        """The direct SGD call for this step, or None to go through ``fit_binary``.
+
+        The first time, this step goes through ``fit_binary`` and the direct call
+        is tried on a copy of the estimator for ``row``: it is used from the next
+        step on only if it gives the same coefficients, intercept and step
+        count, bit for bit (else scikit-learn's internals changed: it is never
+        tried again).
+        """
+        direct = getattr(self, "_direct", None)
+        if direct is False:
+            return None
+        if isinstance(direct, _DirectSGD) and len(direct.seeds) == self._capacity:
+            return direct
+        made = _DirectSGD.make(self._est)
+        if made is None or direct is None:
+            self._direct = made is not None and self._check_direct(made, X, codes, row)
+            return None
+        self._direct = made  # a grown table: new seeds, the same (checked) call
+        return made
+
+    def _check_direct(
+        self, direct: _DirectSGD, X: NDArray[np.float64], codes: NDArray[np.intp], row: int
+    ) -> _DirectSGD | bool:
+        """``direct`` if it fits ``row`` exactly as ``fit_binary`` does, else False."""
+        via, mine = copy.deepcopy(self._est), copy.deepcopy(self._est)
+        rs = np.random.RandomState(0)
+        try:
+            if not (
+                _fast_partial_fit(via, X, codes, rs, [row])
+                and _fast_partial_fit(mine, X, codes, rs, [row], direct)
+            ):
+                return False
+        except (TypeError, ValueError):
+            return False
+        same = (
+            np.array_equal(via.coef_[row], mine.coef_[row])
+            and via.intercept_[row] == mine.intercept_[row]
+            and via.t_ == mine.t_
+        )
+        return direct if same else False
 
     def _grow(self, capacity: int) -> None:
         """Enlarge the one-vs-rest table to ``capacity`` rows.
