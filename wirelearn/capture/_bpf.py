@@ -543,16 +543,18 @@ def run_bpf_values(
         ``uint32[len(frames)]``: the ``ret`` value of each frame, 0 for a reject
         (including a load past the captured bytes and a division by zero).
     """
+    # Loads read each frame where it lies (a view is not packed): same bytes, same result.
+    buf, all_starts, _end = batch.spans()
     if frames is None:
-        starts = batch.offsets[:-1]
+        starts = all_starts
         buflen = batch.caplen
         wirelen = batch.wirelen
     else:
         frames = np.asarray(frames, dtype=np.int64)
-        starts = batch.offsets[frames]
+        starts = all_starts[frames]
         buflen = batch.caplen[frames]
         wirelen = batch.wirelen[frames]
-    return _execute(program, batch.data, starts, buflen, wirelen)
+    return _execute(program, buf, starts, buflen, wirelen)
 
 
 def _execute(
@@ -747,10 +749,12 @@ def _big_endian_af(batch: FrameBatch, sel: NDArray[np.int64]) -> NDArray[np.bool
     """Which of frames ``sel`` have a big-endian address-family word (``00 00 xx yy``)."""
     ok = batch.caplen[sel] >= 4
     big = np.zeros(len(sel), dtype=np.bool_)
-    start = batch.offsets[sel[ok]]
+    buf, all_starts, _end = batch.spans()
+    start = all_starts[sel[ok]]
     if len(start):
-        d = batch.data
-        big[ok] = (d[start] == 0) & (d[start + 1] == 0) & ((d[start + 2] | d[start + 3]) != 0)
+        big[ok] = (
+            (buf[start] == 0) & (buf[start + 1] == 0) & ((buf[start + 2] | buf[start + 3]) != 0)
+        )
     return big
 
 

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-from wirelearn.capture._batch import FrameBatch, Interface
+from wirelearn.capture._batch import FrameBatch, Interface, gather_frames
 from wirelearn.errors import ConfigError, OutputError
 
 __all__ = [
@@ -48,16 +48,16 @@ def _interleave(
     batch: FrameBatch,
     pad_to: int = 1,
     trailers: NDArray[np.uint8] | None = None,
-) -> bytes:
+) -> NDArray[np.uint8]:
     """Lay out ``header_i + bytes_i (+ zero padding) (+ trailer_i)`` for every frame, vectorized.
 
-    The frame bytes are copied with one boolean-mask assignment (their positions
-    are everything that is not a header, padding or trailer), which is several
-    times cheaper than an index per byte; only the fixed-size parts are indexed.
+    The frame bytes are placed first, read where they lie (``batch.spans()``: a
+    view batch is never packed), then every header, padding and trailer byte is
+    written over whatever lay between them. Only the fixed-size parts are indexed.
     """
     n = len(batch)
     if n == 0:
-        return b""
+        return np.zeros(0, dtype=np.uint8)
     hlen = headers.shape[1]
     tlen = 0 if trailers is None else trailers.shape[1]
     caplen = batch.caplen
@@ -66,27 +66,76 @@ def _interleave(
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(rec_len[:-1], out=starts[1:])
     total_out = int(rec_len.sum())
-    out = np.zeros(total_out, dtype=np.uint8)
-    # Every byte that is not a header, padding or trailer is a frame byte, in order.
-    is_data = np.ones(total_out, dtype=np.bool_)
+    out = np.empty(total_out, dtype=np.uint8)
+    _place_frames(out, starts + hlen, batch)
+    # Every byte that is not a frame byte is written now, over what the frames' copy left there.
     hpos = (starts[:, None] + np.arange(hlen)).ravel()
     out[hpos] = headers.ravel()
-    is_data[hpos] = False
     if pad_to > 1:
         pad = padded - caplen
         grid = np.arange(pad_to - 1)
         ppos = (starts + hlen + caplen)[:, None] + grid
-        is_data[ppos[grid < pad[:, None]]] = False
+        out[ppos[grid < pad[:, None]]] = 0
     if trailers is not None:
         tpos = ((starts + hlen + padded)[:, None] + np.arange(tlen)).ravel()
         out[tpos] = trailers.ravel()
-        is_data[tpos] = False
-    out[is_data] = batch.data[int(batch.offsets[0]) : int(batch.offsets[-1])]
-    return out.tobytes()
+    return out
+
+
+def _place_frames(out: NDArray[np.uint8], dst: NDArray[np.int64], batch: FrameBatch) -> None:
+    """Copy frame ``i`` of ``batch`` to ``out[dst[i]:dst[i] + caplen[i]]``.
+
+    Bytes of ``out`` between the frames may be overwritten with anything: the
+    caller writes them afterwards. The cheapest correct copy is chosen:
+
+    - frames that lie as far apart in the batch's buffer as in ``out`` (pcap
+      records read from a pcap file and written as pcap) are copied as whole
+      runs, record headers and all, one slice per run;
+    - otherwise, if the bytes between frames in the buffer fit in the gaps of
+      ``out`` (a packed batch, or pcap records written as pcapng), the whole
+      stretch of buffer is scattered with one boolean mask, each gap's bytes
+      landing just before the next frame;
+    - otherwise (frames far apart in their buffer) they are gathered first.
+    """
+    n = len(dst)
+    caplen = batch.caplen
+    buf, start, end = batch.spans()
+    shift = dst - start
+    breaks = np.flatnonzero(shift[1:] != shift[:-1]) + 1
+    if 4 * len(breaks) < n:
+        # Few runs (a run is at least as long as its frames): slice copies at memcpy speed.
+        firsts = [0, *breaks.tolist()]
+        lasts = [*(breaks - 1).tolist(), n - 1]
+        for a, z in zip(firsts, lasts, strict=True):
+            out[int(dst[a]) : int(dst[z] + caplen[z])] = buf[int(start[a]) : int(end[z])]
+        return
+    gap = start[1:] - end[:-1]
+    room = dst[1:] - (dst[:-1] + caplen[:-1])
+    lo, hi = int(start[0]), int(end[-1])
+    counts = np.empty(2 * n + 1, dtype=np.int64)
+    pattern = np.zeros(2 * n + 1, dtype=np.bool_)
+    pattern[1::2] = True
+    counts[0] = dst[0]
+    counts[-1] = len(out) - int(dst[-1] + caplen[-1])
+    if bool((gap >= 0).all()) and bool((gap <= room).all()):
+        # Frame i and the buffer's gap before it land at the end of out's gap before frame i.
+        counts[1] = caplen[0]
+        counts[3::2] = gap + caplen[1:]
+        counts[2:-1:2] = room - gap
+        out[np.repeat(pattern, counts)] = buf[lo:hi]
+        return
+    counts[1::2] = caplen
+    counts[2:-1:2] = room
+    out[np.repeat(pattern, counts)] = gather_frames(buf, start, caplen)
 
 
 def encode_pcap_records(batch: FrameBatch, *, nanosecond: bool = True) -> bytes:
     """Encode every frame of a batch as little-endian pcap records."""
+    return _pcap_records(batch, nanosecond=nanosecond).tobytes()
+
+
+def _pcap_records(batch: FrameBatch, *, nanosecond: bool) -> NDArray[np.uint8]:
+    """``encode_pcap_records`` as an array: the writer hands it to ``os.write`` uncopied."""
     n = len(batch)
     unit = 1 if nanosecond else 1000
     sec, frac = np.divmod(batch.ts_ns, 1_000_000_000)
@@ -128,9 +177,14 @@ def encode_pcapng_epbs(batch: FrameBatch, iface_map: NDArray[np.int64] | None = 
         iface_map: maps the batch's ``iface`` values to the file's interface ids
             (identity when omitted).
     """
+    return _pcapng_epbs(batch, iface_map).tobytes()
+
+
+def _pcapng_epbs(batch: FrameBatch, iface_map: NDArray[np.int64] | None) -> NDArray[np.uint8]:
+    """``encode_pcapng_epbs`` as an array: the writer hands it to ``os.write`` uncopied."""
     n = len(batch)
     if n == 0:
-        return b""
+        return np.zeros(0, dtype=np.uint8)
     padded = (batch.caplen + 3) // 4 * 4
     total = 32 + padded
     ifid = batch.iface.astype(np.int64) if iface_map is None else iface_map[batch.iface]
@@ -234,11 +288,11 @@ class Writer:
             self._file = target  # type: ignore[assignment]
         self._closed = False
 
-    def _emit(self, data: bytes, ends: NDArray[np.int64] | None = None) -> None:
+    def _emit(self, data: bytes | NDArray[np.uint8], ends: NDArray[np.int64] | None = None) -> None:
         """Write ``data`` (whole records), keeping the file valid if the write fails.
 
         Args:
-            data: whole records (and headers) to append.
+            data: whole records (and headers) to append, as bytes or a uint8 array.
             ends: the offset in ``data`` just past each record; None for one unit.
 
         Raises:
@@ -248,13 +302,14 @@ class Writer:
             raise self._failed
         if not self._owned:
             try:
-                self._file.write(data)
+                # Someone else's file object: plain bytes, whatever it does with them.
+                self._file.write(data if isinstance(data, bytes) else data.tobytes())
                 if self.flush_every_batch:
                     self._file.flush()
             except OSError as exc:
                 raise _map_os_error(exc, self.path) from exc
             return
-        view = memoryview(data)
+        view = memoryview(data) if isinstance(data, bytes) else data.data
         done = 0
         fd = self._file.fileno()
         try:
@@ -343,7 +398,7 @@ class PcapWriter(Writer):
             )
         ends = np.cumsum(batch.caplen + 16)
         try:
-            self._emit(encode_pcap_records(batch, nanosecond=self.nanosecond), ends)
+            self._emit(_pcap_records(batch, nanosecond=self.nanosecond), ends)
         except OutputError:
             self.frames += self._whole_frames(ends)
             raise
@@ -387,9 +442,9 @@ class PcapngWriter(Writer):
         idb_ends = np.cumsum([len(encode_pcapng_idb(itf)) for itf in new], dtype=np.int64)
         epb_ends = len(head) + np.cumsum(32 + (batch.caplen + 3) // 4 * 4)
         try:
-            self._emit(
-                head + encode_pcapng_epbs(batch, mapping), np.concatenate([idb_ends, epb_ends])
-            )
+            epbs = _pcapng_epbs(batch, mapping)
+            data = epbs if not head else np.concatenate([np.frombuffer(head, np.uint8), epbs])
+            self._emit(data, np.concatenate([idb_ends, epb_ends]))
         except OutputError:
             self.frames += self._whole_frames(epb_ends)
             raise
