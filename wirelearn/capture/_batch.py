@@ -486,8 +486,12 @@ class FrameBatch:
         lens = self.caplen[idx]
         new_off = _offsets(lens)
         total = int(new_off[-1])
-        # Gather every selected byte with one fancy index: position = start + (k - new_start).
-        if total:
+        if total and _dense_run(starts, lens, total):
+            # Frames in buffer order, not sparse: one mask over their span (an index per
+            # byte costs about 8 bytes of temporaries and ~15x the time).
+            data = gather_frames(buf, starts, lens)
+        elif total:
+            # Gather every selected byte with one fancy index: position = start + (k - new_start).
             owner = np.repeat(np.arange(len(idx)), lens)
             pos = starts[owner] + (np.arange(total, dtype=np.int64) - new_off[owner])
             data = buf[pos]
@@ -592,6 +596,16 @@ def _dense(span: int, batch: FrameBatch) -> bool:
     """Whether ``span`` bytes holding ``batch``'s frames are little more than the frames
     (record headers between them): then copying the span beats gathering the frames."""
     return span <= 2 * batch.nbytes + 64 * len(batch)
+
+
+def _dense_run(starts: _I64, lens: _I64, total: int) -> bool:
+    """Whether frames at ``starts`` are in buffer order without overlap, and fill at least an
+    eighth of the span from the first to the last: then ``gather_frames`` (a mask over the
+    span, ~1 ns per byte of it) beats an index per selected byte (~10 ns each)."""
+    if len(starts) < 2:
+        return True
+    span = int(starts[-1] + lens[-1] - starts[0])
+    return 8 * total >= span and bool((starts[1:] >= starts[:-1] + lens[:-1]).all())
 
 
 def _join_views(batches: list[FrameBatch]) -> tuple[_U8, _I64] | None:
