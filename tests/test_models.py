@@ -279,8 +279,7 @@ def test_naive_bayes_streamed_matches_batch_fit() -> None:
 
 
 def test_forest_cost_per_batch_stays_flat() -> None:
-    # warm_frames=0: the steady-state rule from the first frame (no warm-up rule).
-    model = wm.SlidingForest(n_trees=5, max_samples=512, min_samples=128, warm_frames=0)
+    model = wm.SlidingForest(n_trees=5, max_samples=512, min_samples=128)
     rng = np.random.default_rng(10)
     fitted, alive = [], []
     for X, y in _stream(200, 1024, seed=11):
@@ -297,8 +296,7 @@ def test_forest_cost_per_batch_stays_flat() -> None:
 
 
 def test_forest_follows_drift() -> None:
-    # warm_frames=0: the steady-state rule (during a warm-up trees come less often).
-    model = wm.SlidingForest(n_trees=4, max_samples=1024, warm_frames=0)
+    model = wm.SlidingForest(n_trees=4, max_samples=1024)
     stream = _stream(30, 1024, seed=12)
     for X, y in stream[:15]:
         model.learn_many(X, y)

@@ -478,7 +478,6 @@ class _ConcatForest(SlidingForest):
 def test_forest_learning_takes_only_kept_rows_with_the_same_trees() -> None:
     X, y = _forest_data(2, 20_000)
     params: dict[str, Any] = {"n_trees": 5, "max_depth": 6, "max_samples": 700, "min_samples": 300}
-    params["warm_frames"] = 0  # the reference knows no warm-up rule
     new, ref = SlidingForest(**params), _ConcatForest(**params)
     sizes = [1, 50, 120, 200, 3000, 10, 400, 5000, 299, 1, 2000]
     lo = 0

@@ -6,9 +6,7 @@ the rows sampled for a fit, their copy and check (shared by the learners
 given one ``LabelCodes``), and ``fit_binary``'s per-call set-up (the linear
 learners call scikit-learn's compiled SGD directly, after checking once that
 it gives exactly what ``fit_binary`` gives). These are checked bit for bit
-against the code they replace. The forest's warm-up rule (fewer trees while
-the stream is young, a new label still gets its tree at once) is checked as
-a rule, and through the evaluator.
+against the code they replace.
 """
 
 from __future__ import annotations
@@ -22,13 +20,11 @@ from conftest import FIXTURES
 from numpy.typing import NDArray
 
 from wirelearn.capture import open_capture
-from wirelearn.errors import ConfigError
 from wirelearn.features._decode import decode
 from wirelearn.features._pipeline import FeaturePipeline
 from wirelearn.models import _base as base_module
 from wirelearn.models._base import LabelCodes
 from wirelearn.models._evaluate import Evaluator, LabelledBatch
-from wirelearn.models._forest import SlidingForest
 from wirelearn.models._linear import _DirectSGD
 from wirelearn.models._registry import make_model
 
@@ -159,66 +155,6 @@ def test_shared_rows_are_not_reused_for_other_features() -> None:
         make_model("pa").learn_codes_many(bad, coded)
 
 
-# --- the forest's warm-up rule ------------------------------------------------------------------
-
-
-def _fits(model: SlidingForest, X: NDArray[Any], y: NDArray[np.intp]) -> list[int]:
-    """Learn in warm-up steps; the frames learned when each tree was fitted."""
-    out = []
-    for lo, hi in _steps(len(X)):
-        before = model.cost.fit_calls
-        model.learn_codes_many(X[lo:hi], LabelCodes(y[lo:hi], LABELS))
-        if model.cost.fit_calls > before:
-            out.append(hi)
-    return out
-
-
-def test_forest_fits_fewer_trees_while_warming_up() -> None:
-    X, y = _stream(65_536, seed=7)
-    y = np.minimum(y, 2)  # three labels, all within the first 20,000 frames
-    warm = _fits(SlidingForest(), X, y)
-    every = _fits(SlidingForest(warm_frames=0), X, y)
-    assert len(every) >= 30 and len(warm) <= 2 * len(every) // 3
-    assert warm[0] == every[0] == 256  # the first tree as soon as min_samples are pooled
-    seen = dict.fromkeys(np.unique(y).tolist(), 0)
-    prev = 0
-    for at in warm:
-        # Every tree came from at least an eighth of the frames learned so far, or had a
-        # label that no earlier tree knew.
-        new = any(seen[c] == 0 for c in np.unique(y[prev:at]).tolist())
-        assert at - prev >= 256 and (at - prev >= 0.125 * at or new), (prev, at)
-        for c in np.unique(y[:at]).tolist():
-            seen[c] += 1
-        prev = at
-
-
-def test_forest_fits_a_tree_at_once_for_a_new_label() -> None:
-    X, y = _stream(40_000, seed=8)
-    y = np.where(np.arange(len(y)) < 30_000, y % 2, 5)  # a "portscan" from frame 30,000 on
-    fits = _fits(SlidingForest(), X, y)
-    first_scan = 30_000
-    after = [at for at in fits if at > first_scan]
-    # The step holding frame 30,000 (about 3,400 frames) pools more than min_samples: its tree.
-    step = next(hi for lo, hi in _steps(len(X)) if lo <= first_scan < hi)
-    assert after and after[0] == step
-
-
-def test_forest_after_warm_up_fits_as_before() -> None:
-    # Past warm_frames the rule no longer applies: a tree every min_samples frames again.
-    X, y = _stream(4000, seed=9)
-    model = SlidingForest(warm_frames=1000, min_samples=256)
-    fits = []
-    for lo in range(0, len(X), 300):
-        before = model.cost.fit_calls
-        model.learn_codes_many(X[lo : lo + 300], LabelCodes(y[lo : lo + 300], LABELS))
-        if model.cost.fit_calls > before:
-            fits.append(lo + 300)
-    assert all(at in fits for at in range(1200, 4000, 300))
-    with pytest.raises(ConfigError, match="warm_share"):
-        SlidingForest(warm_share=1.5)
-    assert SlidingForest(warm_frames=0).clone().warm_frames == 0
-
-
 # --- through the evaluator ----------------------------------------------------------------------
 
 
@@ -257,7 +193,7 @@ def test_pipeline_transform_is_called_once_for_the_batch_that_fixes_scaling() ->
 
 def test_first_batch_through_the_evaluator_learns_as_before() -> None:
     # The evaluator's own warm-up steps on real traffic: the linear learners end with the
-    # coefficients the fit_binary path gives, and the forest fits far fewer trees.
+    # coefficients the fit_binary path gives.
     lb = _first_batch("mixed")
     names = ["sgd", "logistic", "pa", "perceptron", "svm", "nb", "rf"]
 
@@ -279,6 +215,3 @@ def test_first_batch_through_the_evaluator_learns_as_before() -> None:
             np.testing.assert_array_equal(est_a.coef_, est_b.coef_)
             np.testing.assert_array_equal(est_a.intercept_, est_b.intercept_)
         assert a.cum.total == b.cum.total
-    rf: Any = next(st.model for st in fast.states if st.name == "rf")
-    steps = len(_steps(len(lb)))
-    assert steps >= 20 and rf.cost.fit_calls <= 2 * steps // 3

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from wirelearn.errors import ModelError
-from wirelearn.models._base import OnlineClassifier, check_choice, check_float, check_int
+from wirelearn.models._base import OnlineClassifier, check_choice, check_int
 
 __all__ = ["FlatTree", "SlidingForest", "TreeStack"]
 
@@ -302,33 +302,15 @@ class SlidingForest(OnlineClassifier):
     where a plain average would let every older tree vote against it until it
     slid out of the window. The shares are then normalised to sum to 1.
 
-    Warm-up: at the start of a stream the evaluator hands over many small
-    batches (``_evaluate``'s learning steps), and a tree at every one of them
-    would be fitted only to slide out a few steps later. So while fewer than
-    ``warm_frames`` frames have been learned, a tree also waits until the pool
-    holds ``warm_share`` of all the frames learned so far (with the defaults,
-    whose share is the evaluator's step share, trees come every other step,
-    each from two steps' frames, instead of at every step) -- unless the pool
-    holds a label no tree knows: a new class still gets its tree as soon as
-    ``min_samples`` frames are pooled.
-
     Args:
         n_trees: trees kept.
         max_depth: depth limit of each tree.
         max_samples: most frames one tree is fitted on.
         min_samples: frames pooled (across small batches) before a tree is fitted.
         max_features: features tried per split: ``"sqrt"``, ``"log2"`` or ``None`` (all).
-        warm_frames: frames learned before the warm-up rule stops applying (0: never
-            applies).
-        warm_share: during the warm-up, the share of the frames learned so far
-            the pool must hold before a tree is fitted.
         classes: labels known up front.
         seed: random seed (subsets and split features).
     """
-
-    #: Fallbacks for models saved before the warm-up rule existed.
-    warm_frames = 65_536
-    warm_share = 0.125
 
     def __init__(
         self,
@@ -338,14 +320,10 @@ class SlidingForest(OnlineClassifier):
         max_samples: int = 2048,
         min_samples: int = 256,
         max_features: str | None = "sqrt",
-        warm_frames: int = 65_536,
-        warm_share: float = 0.125,
         classes: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(classes=classes, seed=seed)
-        self.warm_frames = check_int("warm_frames", warm_frames, low=0)
-        self.warm_share = check_float("warm_share", warm_share, low=0.0, high=1.0)
         self.n_trees = check_int("n_trees", n_trees, low=1)
         self.max_depth = check_int("max_depth", max_depth, low=1, high=64)
         self.max_samples = check_int("max_samples", max_samples, low=1)
@@ -385,7 +363,7 @@ class SlidingForest(OnlineClassifier):
             return
         X64, codes = batch
         pooled = sum(len(c) for c in self._pool_codes) + len(codes)
-        if pooled < self.min_samples or self._warming(pooled, codes):
+        if pooled < self.min_samples:
             self._pool_X.append(X64.copy())
             self._pool_codes.append(codes)
             return
@@ -407,22 +385,6 @@ class SlidingForest(OnlineClassifier):
         del self._trees[: -self.n_trees]
         self.cost.units = len(self._trees)
         self._count_fit(len(pool_codes))
-
-    def _warming(self, pooled: int, codes: NDArray[np.intp]) -> bool:
-        """Whether the warm-up rule holds the tree back (see the class docstring).
-
-        Args:
-            pooled: frames pooled, this batch's included.
-            codes: this batch's labels (the pool's earlier labels were seen before).
-        """
-        if self._n_learned > self.warm_frames or pooled >= self.warm_share * self._n_learned:
-            return False
-        known = np.zeros(len(self._labels), dtype=np.bool_)
-        for tree in self._trees:
-            known[tree.columns] = True
-        # A label no tree knows, in this batch or earlier in the pool, is fitted at once.
-        pool = [codes, *self._pool_codes]
-        return bool(all(known[c].all() for c in pool))
 
     def _fit_tree(self, X: NDArray[np.float64], codes: NDArray[np.intp], seed: int) -> FlatTree:
         from sklearn.tree import DecisionTreeClassifier
