@@ -122,6 +122,26 @@ def import_floor(runs: int = 3) -> tuple[float, float]:
     return best[0], best[1]
 
 
+class _Timer:
+    """Accumulates CPU seconds per stage."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*a: Any, **k: Any) -> Any:
+            t0 = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.add(name, time.process_time() - t0)
+
+        return timed
+
+    def add(self, name: str, seconds: float) -> None:
+        self.spent[name] = self.spent.get(name, 0.0) + seconds
+
+
 class _LibraryKernels:
     """CPU seconds spent inside scikit-learn's SGD kernel and tree fitting, while active.
 
@@ -131,22 +151,15 @@ class _LibraryKernels:
     """
 
     def __init__(self) -> None:
-        self.spent: dict[str, float] = {}
+        self._timer = _Timer()
+        self.spent = self._timer.spent
         self._undo: list[Callable[[], None]] = []
 
     def _wrap(self, owner: Any, name: str, label: str) -> None:
         fn = getattr(owner, name, None)
         if fn is None:
             return
-
-        def timed(*a: Any, **k: Any) -> Any:
-            t0 = time.process_time()
-            try:
-                return fn(*a, **k)
-            finally:
-                self.spent[label] = self.spent.get(label, 0.0) + time.process_time() - t0
-
-        setattr(owner, name, timed)
+        setattr(owner, name, self._timer.wrap(label, fn))
         self._undo.append(lambda: setattr(owner, name, fn))
 
     def __enter__(self) -> _LibraryKernels:
@@ -181,26 +194,6 @@ def report_floor(frames: int, kernels: dict[str, float]) -> None:
         f"  left for reading, decoding, features, every prediction, naive Bayes, the anomaly"
         f" detector and metrics: {left:.2f} s ({left / frames * 1e6:.3f} us/frame)"
     )
-
-
-class _Timer:
-    """Accumulates CPU seconds per stage."""
-
-    def __init__(self) -> None:
-        self.spent: dict[str, float] = {}
-
-    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*a: Any, **k: Any) -> Any:
-            t0 = time.process_time()
-            try:
-                return fn(*a, **k)
-            finally:
-                self.add(name, time.process_time() - t0)
-
-        return timed
-
-    def add(self, name: str, seconds: float) -> None:
-        self.spent[name] = self.spent.get(name, 0.0) + seconds
 
 
 def bench_breakdown(capture: Path, labels: Path | None, extra_args: list[str]) -> dict[str, float]:

@@ -286,11 +286,20 @@ class _DirectSGD:
             return None
 
     def fit(
-        self, est: Any, i: int, X: NDArray[np.float64], target: NDArray[np.float64]
+        self,
+        est: Any,
+        i: int,
+        X: NDArray[np.float64],
+        target: NDArray[np.float64],
+        sample_weight: NDArray[np.float64],
+        validation_mask: NDArray[np.bool_],
     ) -> tuple[float, float]:
-        """One class row's SGD pass, as ``fit_binary`` runs it; returns ``(intercept, n_iter)``."""
-        n = len(X)
-        dataset = self.dataset(X, target, np.ones(n), seed=self.seeds[i][0])
+        """One class row's SGD pass, as ``fit_binary`` runs it; returns ``(intercept, n_iter)``.
+
+        ``sample_weight`` (ones) and ``validation_mask`` (all False) are shared by every
+        class of a step, as ``fit_binary``'s callers share them.
+        """
+        dataset = self.dataset(X, target, sample_weight, seed=self.seeds[i][0])
         _, intercept, _, _, n_iter = self.sgd(
             est.coef_[i],  # updated in place, as fit_binary leaves it
             est.intercept_[i],
@@ -301,7 +310,7 @@ class _DirectSGD:
             est.alpha,
             self.l1_ratio,
             dataset,
-            np.zeros(n, dtype=np.bool_),
+            validation_mask,
             est.early_stopping,
             None,
             int(est.n_iter_no_change),
@@ -377,17 +386,17 @@ def _fast_partial_fit(
         return False
     n = len(X)
     n_iter = 0.0
+    sample_weight = np.ones(n, dtype=X.dtype)
+    validation_mask = np.zeros(n, dtype=np.bool_)
     if direct is not None and len(direct.seeds) == len(est.classes_):
         targets = direct.targets(y, rows)
         for j, i in enumerate(rows):
-            intercept, n_iter_i = direct.fit(est, i, X, targets[j])
+            intercept, n_iter_i = direct.fit(est, i, X, targets[j], sample_weight, validation_mask)
             est.intercept_[i] = intercept
             n_iter = max(n_iter, n_iter_i)
         est.t_ += n_iter * n
         est.n_iter_ = n_iter
         return True
-    sample_weight = np.ones(n, dtype=X.dtype)
-    validation_mask = np.zeros(n, dtype=np.bool_)
     rs.seed(est.random_state)
     from sklearn.linear_model._stochastic_gradient import MAX_INT
 
